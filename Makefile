@@ -1,0 +1,56 @@
+# Rosetta: two commands do all the set-up on a fresh machine.
+#   make demo   - create .venv, install the pinned dependencies, run the ingestion DAG on the sample photos
+#   make test   - create/update .venv, run the tests (they start the services they need)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP_VERSION := 26.3
+
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv demo test test-fast lint typecheck bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Rosetta needs Python 3.11 (set PYTHON=python3.11)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/rosetta demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not slow and not dags"
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python benchmarks/bench_ingest.py
+
+# Re-resolve the lock from pyproject.toml in a scratch venv (needs the package registry).
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/python -m pip install -q "pip==$(PIP_VERSION)" && .lockvenv/bin/python -m pip install -q -e '.[dev]'
+	{ echo "# Lock file: every package of the resolved environment, pinned. Regenerate with 'make lock'."; \
+	  echo "# torch is the CPU build (the wheel pip finds on this machine kind); see README."; \
+	  .lockvenv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .lockvenv
+
+clean:
+	rm -rf .airflow .rosetta .bench .pytest_cache .mypy_cache .ruff_cache

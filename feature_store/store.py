@@ -1,0 +1,142 @@
+"""The feature store facade that training jobs use to look features up.
+
+    from feature_store import FeatureStore
+
+    with FeatureStore.from_env() as fs:
+        features = fs.get_online_features(["demo_photos/chelsea"])
+        vector = features["demo_photos/chelsea"].vectors["image"]
+
+Kept small on purpose: each capability lives in its own module
+(object store, manifest, vector store) and this class only composes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from feature_store.config import FeatureStoreConfig
+from feature_store.manifest import Manifest, QuarantineLedger
+from feature_store.object_store import ObjectStore, open_object_store
+from feature_store.vector_store import QdrantVectorStore
+
+if TYPE_CHECKING:
+    from transforms.encoders.base import TextEncoder
+
+
+@dataclass(frozen=True)
+class SampleFeatures:
+    """The online features of one sample.
+
+    ``vectors`` maps modality (``image``, ``text``) to the unit-length vector;
+    ``encoders`` maps modality to the identity of the encoder that made it;
+    ``payload`` holds the lineage (object URIs, sha256, source, UTC times).
+    """
+
+    sample_id: str
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    sample_id: str
+    score: float
+    modality: str
+    payload: dict[str, Any]
+
+
+class FeatureStore:
+    """Online lookups and search over what the pipeline stored."""
+
+    def __init__(self, config: FeatureStoreConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_env(cls) -> FeatureStore:
+        return cls(FeatureStoreConfig.from_env())
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        return open_object_store(self.config.object_store)
+
+    @cached_property
+    def vectors(self) -> QdrantVectorStore:
+        return QdrantVectorStore(self.config.vector_store)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.objects)
+
+    @cached_property
+    def quarantine(self) -> QuarantineLedger:
+        return QuarantineLedger(self.objects)
+
+    def close(self) -> None:
+        if "vectors" in self.__dict__:
+            self.vectors.close()
+        if "objects" in self.__dict__:
+            self.objects.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_online_features(self, sample_ids: Sequence[str], *, modalities: Sequence[str] | None = None,
+                            encoder_keys: Sequence[str] | None = None) -> dict[str, SampleFeatures | None]:
+        """Vectors and payload for each sample id, in the order asked; ``None`` for unknown ids.
+
+        ``modalities`` limits the vectors returned; ``encoder_keys`` picks
+        encoder versions (default: every version present, the last one wins
+        per modality in encoder-key order).
+        """
+        must: dict[str, Any] = {"sample_id": list(dict.fromkeys(sample_ids))}
+        if modalities:
+            must["modality"] = list(modalities)
+        if encoder_keys:
+            must["encoder_key"] = list(encoder_keys)
+        found: dict[str, SampleFeatures] = {}
+        points = sorted(self.vectors.scroll(must=must) if self.vectors.vector_dimensions() else [],
+                        key=lambda p: (p.payload.get("sample_id", ""), p.payload.get("encoder_key", "")))
+        for point in points:
+            payload = point.payload
+            sample_id = payload["sample_id"]
+            modality = payload["modality"]
+            features = found.setdefault(sample_id, SampleFeatures(sample_id=sample_id))
+            vector = point.vectors.get(modality)
+            if vector is not None:
+                features.vectors[modality] = vector
+            features.encoders[modality] = payload.get("encoder", {})
+            features.payload.update({k: v for k, v in payload.items()
+                                     if k not in ("encoder", "modality", "encoder_key", "uri", "sha256",
+                                                  "media_type", "size_bytes")})
+            features.payload[f"{modality}_uri"] = payload.get("uri")
+            features.payload[f"{modality}_sha256"] = payload.get("sha256")
+        return {sample_id: found.get(sample_id) for sample_id in sample_ids}
+
+    def search(self, vector: Sequence[float], *, modality: str, limit: int = 5, source: str | None = None,
+               encoder_key: str | None = None) -> list[SearchHit]:
+        """Nearest samples to ``vector`` among the ``modality`` vectors (cosine)."""
+        must: dict[str, Any] = {"modality": modality}
+        if source:
+            must["source"] = source
+        if encoder_key:
+            must["encoder_key"] = encoder_key
+        return [SearchHit(sample_id=p.payload["sample_id"], score=float(p.score or 0.0), modality=modality,
+                          payload=p.payload)
+                for p in self.vectors.search(modality, vector, limit=limit, must=must)]
+
+    def search_text(self, query: str, encoder: TextEncoder, *, limit: int = 5,
+                    source: str | None = None) -> list[SearchHit]:
+        """Samples whose captions are nearest to ``query``, embedded by ``encoder``.
+
+        Only vectors made by the same encoder identity are compared.
+        """
+        vector = encoder.encode([query])[0]
+        return self.search(vector.tolist(), modality="text", limit=limit, source=source,
+                           encoder_key=encoder.identity.key)

@@ -1,0 +1,151 @@
+"""The ``rosetta`` command line.  Start-up imports only the standard library;
+each command imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rosetta.demo import run_demo
+
+    return run_demo(runs=args.runs)
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rosetta.samples import write_sample_folder
+
+    written, kept = write_sample_folder(Path(args.dest))
+    print(f"sample folder {args.dest}: {written} files written, {kept} already there")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from rosetta.pipelines.image_ingest import ImageIngestPipeline
+    from rosetta.pipelines.settings import ingest_settings
+
+    with ImageIngestPipeline(ingest_settings(source_dir=args.source_dir)) as pipeline:
+        _print_json(pipeline.check())
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from feature_store import FeatureStore
+
+    with FeatureStore.from_env() as fs:
+        found = fs.get_online_features(args.sample_ids)
+    out: dict[str, dict[str, Any] | None] = {}
+    for sample_id, features in found.items():
+        if features is None:
+            out[sample_id] = None
+            continue
+        out[sample_id] = {
+            "vectors": {m: (v if args.full else [round(x, 4) for x in v[:4]] + [f"... {len(v)} dims"])
+                        for m, v in features.vectors.items()},
+            "encoders": {m: e.get("key") for m, e in features.encoders.items()},
+            "payload": features.payload,
+        }
+    _print_json(out)
+    return 0 if all(v is not None for v in found.values()) else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from feature_store import FeatureStore
+    from rosetta.pipelines.settings import encoder_configs_from_env
+    from transforms.encoders import load_text_encoder
+
+    text_config, _ = encoder_configs_from_env()
+    with FeatureStore.from_env() as fs:
+        hits = fs.search_text(args.query, load_text_encoder(text_config), limit=args.limit)
+    for hit in hits:
+        print(f"{hit.score:.3f}  {hit.sample_id:32s}  {hit.payload.get('caption', '')}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from feature_store import FeatureStore
+    from rosetta.pipelines.image_ingest import latest_summary
+
+    with FeatureStore.from_env() as fs:
+        summary = latest_summary(fs.objects)
+    if summary is None:
+        print("no run summaries yet: run the ingestion DAG first (make demo)")
+        return 1
+    _print_json(summary)
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from feature_store import FeatureStore
+
+    with FeatureStore.from_env() as fs:
+        table = fs.quarantine.read() if args.quarantine else fs.manifest.read()
+    rows = table.to_pylist()
+    for row in rows[: args.limit]:
+        print(json.dumps(row, default=str, sort_keys=True))
+    print(f"# {len(rows)} rows", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rosetta", description="Rosetta: multimodal data pipeline and feature store")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="ingest the bundled sample photos through Airflow and look features up")
+    demo.add_argument("--runs", type=int, default=1, help="how many times to run the DAG (the second stores nothing)")
+    demo.set_defaults(fn=cmd_demo)
+
+    samples = sub.add_parser("samples", help="write the sample photos with caption sidecars into a folder")
+    samples.add_argument("dest")
+    samples.set_defaults(fn=cmd_samples)
+
+    check = sub.add_parser("check", help="check object store, Qdrant, model paths and source folder settings")
+    check.add_argument("--source-dir", default=None)
+    check.set_defaults(fn=cmd_check)
+
+    lookup = sub.add_parser("lookup", help="online features (vectors + payload) for sample ids")
+    lookup.add_argument("sample_ids", nargs="+", help="sample ids, e.g. demo_photos/chelsea")
+    lookup.add_argument("--full", action="store_true", help="print whole vectors")
+    lookup.set_defaults(fn=cmd_lookup)
+
+    search = sub.add_parser("search", help="samples whose captions are nearest to a text query")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=5)
+    search.set_defaults(fn=cmd_search)
+
+    summary = sub.add_parser("summary", help="summary of the latest ingestion run")
+    summary.set_defaults(fn=cmd_summary)
+
+    manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")
+    manifest.add_argument("--quarantine", action="store_true")
+    manifest.add_argument("--limit", type=int, default=50)
+    manifest.set_defaults(fn=cmd_manifest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rosetta.core.errors import ConfigError, RosettaError
+
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"rosetta: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RosettaError as exc:
+        print(f"rosetta: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Local services for tests, benchmarks and demos (never used in production paths)."""

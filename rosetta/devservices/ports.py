@@ -1,0 +1,28 @@
+"""Free loopback ports for services the tests start."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int, *, extra_offsets: tuple[int, ...] = (), low: int = 20000,
+                    high: int = 40000, attempts: int = 200) -> int:
+    """A base port P such that P..P+size-1 (and P+offset for each extra offset) are free."""
+    rng = random.Random()
+    for _ in range(attempts):
+        base = rng.randrange(low, high - size)
+        wanted = [base + i for i in range(size)] + [base + i + off for i in range(size) for off in extra_offsets]
+        if all(port_is_free(p) for p in wanted):
+            return base
+    raise RuntimeError(f"no block of {size} free loopback ports found in {low}..{high}")

@@ -1,0 +1,83 @@
+"""Task callables of the image ingestion DAG: Airflow context in, pipeline step out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rosetta.orchestration.errors import airflow_errors
+
+if TYPE_CHECKING:
+    from rosetta.pipelines.image_ingest import ImageIngestPipeline, RunContext
+    from rosetta.pipelines.settings import IngestSettings
+
+
+def run_context(context: Any) -> RunContext:
+    """The pipeline's RunContext for this DAG run: run id and ingest time (data interval end, UTC)."""
+    from rosetta.pipelines.image_ingest import RunContext
+
+    dag_run = context["dag_run"]
+    ingest_time: datetime | None = context.get("data_interval_end") or getattr(dag_run, "run_after", None)
+    if ingest_time is None:
+        raise RuntimeError(f"DAG run {dag_run.run_id} has neither a data interval nor run_after")
+    return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time)
+
+
+def settings_from_params(params: Any) -> IngestSettings:
+    from rosetta.core.config import env
+    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.pipelines.settings import ingest_settings
+
+    return ingest_settings(
+        source_dir=params.get("source_dir") or None,
+        source_name=params.get("source_name") or env("ROSETTA_SOURCE_NAME", "image_folder") or "image_folder",
+        batch_size=int(params.get("batch_size") or 64),
+        concurrency=int(params.get("concurrency") or 8),
+        timezone=params.get("timezone") or "UTC",
+        s3_options=s3_options_from_env_connection(),
+    )
+
+
+def _pipeline(context: Any) -> ImageIngestPipeline:
+    from rosetta.pipelines.image_ingest import ImageIngestPipeline
+
+    return ImageIngestPipeline(settings_from_params(context["params"]))
+
+
+@airflow_errors
+def check(context: Any) -> dict[str, str]:
+    with _pipeline(context) as pipeline:
+        return pipeline.check()
+
+
+@airflow_errors
+def plan(context: Any) -> list[dict[str, Any]]:
+    with _pipeline(context) as pipeline:
+        return pipeline.plan(run_context(context))
+
+
+@airflow_errors
+def store_batch(batch: dict[str, Any], context: Any) -> dict[str, Any]:
+    context["batch_label"] = batch.get("label", f"batch {batch['batch']}")
+    with _pipeline(context) as pipeline:
+        return pipeline.store_batch(run_context(context), batch)
+
+
+@airflow_errors
+def embed_batch(stored: dict[str, Any], context: Any) -> dict[str, Any]:
+    context["batch_label"] = f"batch {stored['batch']}: {stored['new_samples']} new"
+    with _pipeline(context) as pipeline:
+        return pipeline.embed_batch(run_context(context), stored)
+
+
+@airflow_errors
+def write_vectors(embedded: Any, context: Any) -> dict[str, Any]:
+    with _pipeline(context) as pipeline:
+        return pipeline.write_vectors(run_context(context), list(embedded))
+
+
+@airflow_errors
+def commit(stored: Any, vectors: dict[str, Any], context: Any) -> dict[str, Any]:
+    with _pipeline(context) as pipeline:
+        return pipeline.commit(run_context(context), list(stored), vectors,
+                               run_after=getattr(context["dag_run"], "run_after", None))

@@ -1,0 +1,56 @@
+"""Settings of the image ingestion pipeline, read from the environment and DAG params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from connectors.image_folder import ImageFolderConfig
+from feature_store.config import FeatureStoreConfig, rosetta_home
+from rosetta.core.config import StrictModel, env, validate_config
+from transforms.encoders.config import ImageEncoderConfig, TextEncoderConfig
+
+#: Airflow maps at most 1,024 task instances by default; stay well below it.
+MAX_BATCHES = 512
+
+
+class IngestSettings(StrictModel):
+    """Everything one ingestion run needs."""
+
+    source: ImageFolderConfig
+    feature_store: FeatureStoreConfig
+    text_encoder: TextEncoderConfig = TextEncoderConfig()
+    image_encoder: ImageEncoderConfig = ImageEncoderConfig()
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+
+def encoder_configs_from_env() -> tuple[TextEncoderConfig, ImageEncoderConfig]:
+    """``ROSETTA_TEXT_ENCODER_PATH``, ``ROSETTA_IMAGE_ENCODER_KIND``/``_PATH``, ``ROSETTA_ENCODER_DEVICE``."""
+    device = env("ROSETTA_ENCODER_DEVICE", "auto")
+    text: dict[str, Any] = {"device": device}
+    if env("ROSETTA_TEXT_ENCODER_PATH"):
+        text["path"] = Path(env("ROSETTA_TEXT_ENCODER_PATH") or "")
+    image: dict[str, Any] = {"device": device, "kind": env("ROSETTA_IMAGE_ENCODER_KIND", "efficientnet-lite0")}
+    if env("ROSETTA_IMAGE_ENCODER_PATH"):
+        image["path"] = Path(env("ROSETTA_IMAGE_ENCODER_PATH") or "")
+    return (validate_config(TextEncoderConfig, text, where="ROSETTA_TEXT_ENCODER_*"),
+            validate_config(ImageEncoderConfig, image, where="ROSETTA_IMAGE_ENCODER_*"))
+
+
+def default_source_dir() -> Path:
+    return Path(env("ROSETTA_SOURCE_DIR") or rosetta_home() / "inbox")
+
+
+def ingest_settings(*, source_dir: str | Path | None = None, source_name: str = "image_folder",
+                    batch_size: int = 64, concurrency: int = 8, timezone: str = "UTC",
+                    s3_options: dict[str, Any] | None = None) -> IngestSettings:
+    """Settings from the environment plus the run's params."""
+    text, image = encoder_configs_from_env()
+    source = validate_config(ImageFolderConfig, {
+        "root": Path(source_dir) if source_dir else default_source_dir(), "source": source_name,
+        "timezone": timezone}, where="params source_dir/source_name/timezone")
+    return IngestSettings(source=source, feature_store=FeatureStoreConfig.from_env(s3_options=s3_options),
+                          text_encoder=text, image_encoder=image, batch_size=batch_size, concurrency=concurrency)

@@ -1,0 +1,126 @@
+"""Rosetta's records as plain frozen dataclasses (no heavy imports).
+
+Every time field is a tz-aware UTC ``datetime``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """Where one raw object lives in the object store.
+
+    ``key`` is content-addressed (``<prefix>/sha256/ab/cdef...``); ``uri`` is the
+    full address (``s3://bucket/key`` or ``file:///root/key``).  ``created`` is
+    True when this call wrote the object and False when it was already there.
+    """
+
+    key: str
+    uri: str
+    sha256: str
+    size_bytes: int
+    media_type: str
+    created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One row of the object manifest: one raw object of one sample.
+
+    ``role`` says what the object is to the sample (``image``, ``caption``).
+    ``event_time`` is when the thing happened at the source (UTC);
+    ``ingest_time`` is when Rosetta took it in (the run's data interval end, UTC).
+    """
+
+    sample_id: str
+    source: str
+    source_id: str
+    role: str
+    key: str
+    uri: str
+    sha256: str
+    size_bytes: int
+    media_type: str
+    event_time: datetime
+    ingest_time: datetime
+    run_id: str
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat dict of the fields (shallow: values are immutable)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """A record that could not be used, kept with the reason.
+
+    ``uri``/``sha256`` point at a copy of the raw bytes in the object store when
+    there were bytes to keep, so nothing is lost.
+    """
+
+    source: str
+    source_id: str
+    reason: str
+    stage: str
+    uri: str | None
+    sha256: str | None
+    size_bytes: int | None
+    ingest_time: datetime
+    run_id: str
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat dict of the fields (shallow: values are immutable)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderIdentity:
+    """Who produced a vector: stamped on every embedding.
+
+    ``revision`` is the sha256 of the weight files, so two installs of the same
+    weights agree and any change to them is a new identity.  ``preprocessing``
+    describes the input pipeline (resize, normalisation, tokenizer, pooling).
+    """
+
+    name: str
+    modality: str
+    revision: str
+    dimension: int
+    preprocessing: str
+
+    @property
+    def key(self) -> str:
+        """Short stable identity, e.g. ``all-MiniLM-L6-v2@1a2b3c4d5e6f``."""
+        return f"{self.name}@{self.revision[:12]}"
+
+    def as_payload(self) -> dict[str, Any]:
+        return {**asdict(self), "key": self.key}
+
+
+@dataclass(frozen=True, slots=True)
+class RawSample:
+    """An image with its caption, as a connector hands it over (bytes, not yet stored).
+
+    ``sample_id`` is ``<source>/<source_id>`` and stable across runs.
+    ``event_time`` is when the picture was taken or made (UTC);
+    ``event_time_origin`` says where that time came from (``sidecar``,
+    ``exif``, ``mtime``).
+    """
+
+    source: str
+    source_id: str
+    image: bytes
+    image_media_type: str
+    caption: str
+    caption_bytes: bytes
+    caption_media_type: str
+    event_time: datetime
+    event_time_origin: str
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.source}/{self.source_id}"

@@ -1,0 +1,1 @@
+"""Pure transforms over Rosetta's records: encoders now; alignment, normalisation and quality next."""
