@@ -9,7 +9,8 @@
    with the same concurrency as the pipeline.
 4. Rosetta, first run into the same bucket: plan + store_batch for every batch + commit (list,
    read, validate, sha256, conditional content-addressed put, staging, manifest).
-5. Rosetta, second run over the same data: must store nothing and be much faster.
+5. Rosetta, second run over the same data: must store nothing and be much faster (the committed
+   state says no file changed, so nothing is even read).
 Steps 3-5 repeat for ``--rounds`` rounds (fresh bucket each) and the means are compared, so the
 server's drift as its volumes fill hits both sides alike.
 6. Embedding throughput on a sample (CPU unless a GPU is present), reported separately.
@@ -35,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rosetta.pipelines.image_ingest import ImageIngestPipeline, RunContext  # noqa: E402
+from rosetta.pipelines.ingest import IngestPipeline, RunContext  # noqa: E402
 from rosetta.pipelines.settings import IngestSettings  # noqa: E402
 
 
@@ -105,10 +106,11 @@ def rosetta_run(settings: IngestSettings, run_id: str) -> tuple[float, dict[str,
     """
     run = RunContext(run_id=run_id, ingest_time=datetime(2026, 12, 4, tzinfo=UTC))
     start = time.perf_counter()
-    with ImageIngestPipeline(settings) as pipeline:
+    with IngestPipeline(settings) as pipeline:
         batches = pipeline.plan(run)
         stored = [pipeline.store_batch(run, batch) for batch in batches]
-        summary = pipeline.commit(run, stored, {"points_written": 0, "points_added": 0, "points_total": 0})
+        summary = pipeline.commit(run, stored, {"points_written": 0, "points_added": 0, "points_total": 0},
+                                  plans=batches)
     return time.perf_counter() - start, summary, stored
 
 
@@ -124,7 +126,6 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from connectors.image_folder import ImageFolderConfig
     from feature_store.config import FeatureStoreConfig
     from feature_store.object_store import object_store_config_from_url
     from feature_store.vector_store import VectorStoreConfig
@@ -146,7 +147,7 @@ def main() -> int:
 
         def settings_for(bucket: str) -> IngestSettings:
             return IngestSettings(
-                source=ImageFolderConfig(root=dataset, source="bench"),
+                connector="image_folder", options={"root": str(dataset), "source": "bench"},
                 feature_store=FeatureStoreConfig(
                     object_store=object_store_config_from_url(f"s3://{bucket}/rosetta", endpoint_url=s3.endpoint_url,
                                                               **creds),
@@ -196,9 +197,9 @@ def main() -> int:
                 if taken >= args.embed_sample:
                     break
                 sample_batches.append(batch)
-                taken += int(batch["new_samples"])
+                taken += int(batch["new_records"])
             start = time.perf_counter()
-            with ImageIngestPipeline(settings) as pipeline:
+            with IngestPipeline(settings) as pipeline:
                 embedded = [pipeline.embed_batch(run, b) for b in sample_batches]
                 vectors = pipeline.write_vectors(run, embedded)
             embed_s = time.perf_counter() - start

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from rosetta.core.config import StrictModel
+from connectors.sdk.base import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
 from rosetta.core.timeutil import ensure_utc, from_timestamp
-from schemas.records import RawSample
+from schemas.records import RawObject, SourceRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 CAPTION_SUFFIXES = (".txt", ".json")
@@ -38,7 +37,7 @@ _DATETIME_ORIGINAL = 36867
 _OFFSET_TIME_ORIGINAL = 36881
 
 
-class ImageFolderConfig(StrictModel):
+class ImageFolderConfig(ConnectorConfig):
     """Where the folder is and how to read it.
 
     ``timezone`` is the IANA zone of the camera clock, used for EXIF times
@@ -46,39 +45,26 @@ class ImageFolderConfig(StrictModel):
     """
 
     root: Path
-    source: str = Field(default="image_folder", pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(default="image_folder", pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
     require_caption: bool = True
     timezone: str = "UTC"
     max_caption_bytes: int = Field(default=64 * 1024, ge=1)
 
 
-@dataclass(frozen=True, slots=True)
-class FolderItem:
-    """One thing found in the folder: an image with its sidecar, or a file to reject.
+class ImageFolderConnector(Connector[ImageFolderConfig]):
+    """Lists and reads an image folder; pure apart from reading the files.
 
-    Paths are relative to the folder root (POSIX).  ``problem`` is set for
-    files that can only be quarantined (unknown type, caption without image).
+    Incremental by file modification time (the newest of an image and its
+    sidecar, in nanoseconds); the pipeline's sha256 check then skips files
+    that were touched but not changed.  A backfill window selects by that time.
     """
 
-    source_id: str
-    image: str | None = None
-    caption: str | None = None
-    problem: str | None = None
-    path: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FolderItem:
-        return cls(**data)
-
-
-class ImageFolderConnector:
-    """Lists and reads an image folder; pure apart from reading the files."""
+    name = "image_folder"
+    config_class = ImageFolderConfig
+    requires = ("PIL",)
 
     def __init__(self, config: ImageFolderConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.root = config.root.expanduser().resolve()
         try:
             self.zone = ZoneInfo(config.timezone)
@@ -92,11 +78,19 @@ class ImageFolderConnector:
                               "source_dir param (or ROSETTA_SOURCE_DIR) to a folder of images",
                               setting="source_dir")
 
-    def list_items(self) -> list[FolderItem]:
+    def list_items(self, state: State | None = None, window: Window | None = None) -> list[Item]:
+        """What is new in the folder after ``state`` and inside ``window``, sorted by source id."""
+        state, window = state or State(), window or Window()
+        items = [item for item in self._scan() if item.problem is not None or state.is_new(item)]
+        if window.bounded:
+            items = [item for item in items if window.contains(from_timestamp(int(item.cursor or 0) / 1e9))]
+        return items
+
+    def _scan(self) -> list[Item]:
         """Everything in the folder, sorted by source id (deterministic batches)."""
         self.check()
         groups: dict[str, dict[str, str]] = {}
-        items: list[FolderItem] = []
+        items: list[Item] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
@@ -110,40 +104,45 @@ class ImageFolderConnector:
                 elif suffix in CAPTION_SUFFIXES:
                     groups.setdefault(stem, {}).setdefault("caption", rel)
                 else:
-                    items.append(FolderItem(
-                        source_id=rel, path=rel,
+                    items.append(Item(
+                        source_id=rel, cursor=self._mtime_ns(rel), ref={"path": rel},
                         problem=f"unknown file type {suffix or '(no suffix)'!r}; supported images: "
                                 f"{', '.join(sorted(IMAGE_SUFFIXES))} with a .txt or .json caption sidecar"))
         for stem, files in groups.items():
+            cursor = max(self._mtime_ns(rel) for rel in files.values())
             if "image" not in files:
-                items.append(FolderItem(source_id=stem, caption=files["caption"], path=files["caption"],
-                                        problem="caption sidecar without an image; add the image or remove "
-                                                "the caption file"))
+                items.append(Item(source_id=stem, cursor=cursor, ref={"path": files["caption"]},
+                                  problem="caption sidecar without an image; add the image or remove the caption file"))
             else:
-                items.append(FolderItem(source_id=stem, image=files["image"], caption=files.get("caption")))
-        return sorted(items, key=lambda item: (item.source_id, item.path or ""))
+                items.append(Item(source_id=stem, cursor=cursor, ref=dict(files)))
+        return sorted(items, key=lambda item: (item.source_id, item.ref.get("path", "")))
 
-    def read_files(self, item: FolderItem) -> dict[str, bytes]:
+    def _mtime_ns(self, rel: str) -> int:
+        try:
+            return (self.root / rel).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def fetch(self, item: Item) -> list[SourceRecord]:
+        return [self.parse(item, self.read_files(item))]
+
+    def read_files(self, item: Item) -> dict[str, bytes]:
         """The item's raw bytes by role (``image``, ``caption``, or ``file`` for a rejected file)."""
         if item.problem is not None:
-            return {"file": self._read_file(item.path or item.source_id, item.source_id)}
-        assert item.image is not None
-        files = {"image": self._read_file(item.image, item.source_id)}
-        if item.caption is not None:
-            files["caption"] = self._read_file(item.caption, item.source_id)
+            return {"file": self._read_file(item.ref.get("path", item.source_id), item.source_id)}
+        files = {"image": self._read_file(item.ref["image"], item.source_id)}
+        if item.ref.get("caption"):
+            files["caption"] = self._read_file(item.ref["caption"], item.source_id)
         return files
 
-    def read(self, item: FolderItem) -> RawSample:
-        """Read and validate one item; raises BadRecordError (with the bytes to keep) if unusable."""
-        return self.parse(item, self.read_files(item))
-
-    def parse(self, item: FolderItem, files: dict[str, bytes]) -> RawSample:
-        """Validate the bytes :meth:`read_files` returned and build the sample (no I/O but the mtime)."""
+    def parse(self, item: Item, files: dict[str, bytes]) -> SourceRecord:
+        """Validate the bytes :meth:`read_files` returned and build the record (no I/O but the mtime)."""
         if item.problem is not None:
-            raise BadRecordError(f"{item.path}: {item.problem}", source_id=item.source_id, payload=files.get("file"))
-        assert item.image is not None
+            raise BadRecordError(f"{item.ref.get('path')}: {item.problem}", source_id=item.source_id,
+                                 payload=files.get("file"))
+        image_name: str = item.ref["image"]
         image_bytes = files["image"]
-        media_type, exif_time = self._check_image(item.image, image_bytes, item.source_id)
+        media_type, exif_time = self._check_image(image_name, image_bytes, item.source_id)
         caption, caption_bytes, caption_type, sidecar_time = self._read_caption(item, image_bytes,
                                                                                 files.get("caption"))
         if sidecar_time is not None:
@@ -151,10 +150,13 @@ class ImageFolderConnector:
         elif exif_time is not None:
             event_time, origin = exif_time, "exif"
         else:
-            event_time, origin = from_timestamp(os.stat(self.root / item.image).st_mtime), "mtime"
-        return RawSample(source=self.config.source, source_id=item.source_id, image=image_bytes,
-                         image_media_type=media_type, caption=caption, caption_bytes=caption_bytes,
-                         caption_media_type=caption_type, event_time=event_time, event_time_origin=origin)
+            event_time, origin = from_timestamp(os.stat(self.root / image_name).st_mtime), "mtime"
+        objects = [RawObject("image", image_bytes, media_type)]
+        if caption_bytes:
+            objects.append(RawObject("caption", caption_bytes, caption_type))
+        return SourceRecord(source=self.config.source, source_id=item.source_id, event_time=event_time,
+                            objects=tuple(objects), text=caption or None, event_time_origin=origin,
+                            metadata={"path": image_name})
 
     # -- parsing -------------------------------------------------------------------------------
     def _read_file(self, rel: str, source_id: str) -> bytes:
@@ -213,49 +215,51 @@ class ImageFolderConnector:
         except Exception:  # unreadable EXIF is not a reason to drop the picture
             return None
 
-    def _read_caption(self, item: FolderItem, image_bytes: bytes,
+    def _read_caption(self, item: Item, image_bytes: bytes,
                       raw: bytes | None) -> tuple[str, bytes, str, datetime | None]:
-        if item.caption is None or raw is None:
+        caption_name: str = item.ref.get("caption", "")
+        if raw is None:
             if self.config.require_caption:
-                raise BadRecordError(f"{item.image}: no caption sidecar; add {item.source_id}.txt or "
+                raise BadRecordError(f"{item.ref['image']}: no caption sidecar; add {item.source_id}.txt or "
                                      f"{item.source_id}.json next to the image", source_id=item.source_id,
                                      payload=image_bytes)
             return "", b"", "text/plain; charset=utf-8", None
         if len(raw) > self.config.max_caption_bytes:
-            raise BadRecordError(f"{item.caption}: caption is {len(raw)} bytes, over the "
+            raise BadRecordError(f"{caption_name}: caption is {len(raw)} bytes, over the "
                                  f"{self.config.max_caption_bytes}-byte limit", source_id=item.source_id,
                                  payload=raw)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadRecordError(f"{item.caption}: caption is not UTF-8 ({exc.reason} at byte {exc.start}); "
+            raise BadRecordError(f"{caption_name}: caption is not UTF-8 ({exc.reason} at byte {exc.start}); "
                                  "save it as UTF-8", source_id=item.source_id, payload=raw) from None
         event_time = None
-        if item.caption.lower().endswith(".json"):
+        if caption_name.lower().endswith(".json"):
             text, event_time = self._parse_json_sidecar(item, text, raw)
             media_type = "application/json"
         else:
             media_type = "text/plain; charset=utf-8"
         if not text.strip():
-            raise BadRecordError(f"{item.caption}: empty caption; write the caption text or remove the file",
+            raise BadRecordError(f"{caption_name}: empty caption; write the caption text or remove the file",
                                  source_id=item.source_id, payload=image_bytes)
         return text.strip(), raw, media_type, event_time
 
-    def _parse_json_sidecar(self, item: FolderItem, text: str, raw: bytes) -> tuple[str, datetime | None]:
+    def _parse_json_sidecar(self, item: Item, text: str, raw: bytes) -> tuple[str, datetime | None]:
+        caption_name = item.ref.get("caption", "")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise BadRecordError(f"{item.caption}: invalid JSON sidecar ({exc.msg} at line {exc.lineno}); fix it "
+            raise BadRecordError(f"{caption_name}: invalid JSON sidecar ({exc.msg} at line {exc.lineno}); fix it "
                                  "or use a .txt caption", source_id=item.source_id, payload=raw) from None
         if not isinstance(data, dict) or not isinstance(data.get("caption"), str):
-            raise BadRecordError(f"{item.caption}: JSON sidecar needs a string field 'caption'",
+            raise BadRecordError(f"{caption_name}: JSON sidecar needs a string field 'caption'",
                                  source_id=item.source_id, payload=raw)
         event_time = None
         if data.get("event_time") is not None:
             try:
                 event_time = ensure_utc(datetime.fromisoformat(str(data["event_time"])), name="event_time")
             except ValueError as exc:
-                raise BadRecordError(f"{item.caption}: event_time {data['event_time']!r} is not an ISO 8601 "
+                raise BadRecordError(f"{caption_name}: event_time {data['event_time']!r} is not an ISO 8601 "
                                      f"time with a UTC offset ({exc})", source_id=item.source_id,
                                      payload=raw) from None
         return data["caption"], event_time

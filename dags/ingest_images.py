@@ -26,7 +26,10 @@ new or changed sample:
 5. **write_vectors**: upserts into Qdrant with deterministic point IDs;
 6. **commit**: writes the manifest and quarantine ledger, then the run summary.
 
-Re-running is safe: nothing is stored or embedded twice.  Settings come from
+Incremental: only files modified since the last committed run are listed (the
+connector state is stored inside the manifest part, committed atomically with
+it); an Airflow backfill run lists its data interval instead.  Re-running is
+safe: nothing is stored or embedded twice.  Settings come from
 `ROSETTA_*` environment variables (see README); params override the source.
 """
 
@@ -82,23 +85,25 @@ def rosetta_ingest_images() -> None:
 
         return image_ingest.embed_batch(stored, get_current_context())
 
-    @task
+    # none_failed: when nothing is new the mapped tasks expand to zero and are skipped;
+    # the run must still commit its (unchanged) state and summary.
+    @task(trigger_rule="none_failed")
     def write_vectors(embedded: list[dict]) -> dict:
         from rosetta.orchestration import image_ingest
 
         return image_ingest.write_vectors(embedded, get_current_context())
 
-    @task
-    def commit(stored: list[dict], vectors: dict) -> dict:
+    @task(trigger_rule="none_failed")
+    def commit(plans: list[dict], stored: list[dict], vectors: dict) -> dict:
         from rosetta.orchestration import image_ingest
 
-        return image_ingest.commit(stored, vectors, get_current_context())
+        return image_ingest.commit(plans, stored, vectors, get_current_context())
 
     batches = plan()
     check() >> batches
     stored = store_batch.expand(batch=batches)
     embedded = embed_batch.expand(stored=stored)
-    commit(stored, write_vectors(embedded))
+    commit(batches, stored, write_vectors(embedded))
 
 
 rosetta_ingest_images()

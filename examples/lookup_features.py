@@ -28,7 +28,7 @@ def main(sample_ids: list[str]) -> int:
             print(f"{sample_id}")
             print(f"  image vector {image.shape} from {sample.encoders['image']['key']}, "
                   f"text vector {text.shape} from {sample.encoders['text']['key']}")
-            print(f"  caption:  {sample.payload['caption']}")
+            print(f"  caption:  {sample.payload['text']}")
             print(f"  raw image {sample.payload['image_uri']} (sha256 {sample.payload['image_sha256'][:12]}...)")
             print(f"  event time {sample.payload['event_time']}, ingested {sample.payload['ingest_time']}")
             nearest = fs.search(image.tolist(), modality="image", limit=3)

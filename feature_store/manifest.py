@@ -10,18 +10,22 @@ the earliest ingest.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from feature_store.object_store.base import ObjectStore
 from rosetta.core.hashing import safe_name
-from schemas.arrow import manifest_schema, quarantine_schema
+from rosetta.core.timeutil import isoformat_z
+from schemas.arrow import manifest_schema, quarantine_schema, record_schema
 from schemas.records import ManifestEntry, QuarantineEntry
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 MANIFEST_PREFIX = "manifest/"
+RECORDS_PREFIX = "records/"
 QUARANTINE_PREFIX = "quarantine/"
 
 
@@ -75,30 +79,51 @@ def _read_parts(store: ObjectStore, prefix: str, schema: pa.Schema,
 
 
 class Manifest:
-    """Every raw object Rosetta stored, with source, sha256, size, media type and times."""
+    """Every raw object Rosetta stored, with source, sha256, size, media type and times.
+
+    Partitioned by source (``manifest/source=<source>/part-<run>.parquet``).
+    Each part also carries, in its Parquet metadata, the source's connector
+    state after that run: data and state are one object, written in one
+    atomic put, so they can never disagree.
+    """
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def part_key(self, run_id: str) -> str:
-        return f"{MANIFEST_PREFIX}part-{safe_name(run_id)}.parquet"
+    @staticmethod
+    def prefix(source: str | None = None) -> str:
+        return f"{MANIFEST_PREFIX}source={source}/" if source else MANIFEST_PREFIX
 
-    def commit(self, run_id: str, entries: Iterable[ManifestEntry] | pa.Table) -> int:
-        """Write this run's rows as one part (replacing an earlier commit of the run)."""
+    def part_key(self, source: str, run_id: str) -> str:
+        return f"{self.prefix(source)}part-{safe_name(run_id)}.parquet"
+
+    def commit(self, source: str, run_id: str, entries: Iterable[ManifestEntry] | pa.Table, *,
+               state: dict[str, Any] | None = None, ingest_time: datetime | None = None) -> int:
+        """Write this run's rows (and the state they bring the source to) as one part.
+
+        Re-committing a run replaces its part.  A run with no rows and no state
+        writes nothing.
+        """
         import pyarrow as pa
 
         table = entries if isinstance(entries, pa.Table) else manifest_table(entries)
-        if not table.num_rows:
-            self.store.delete(self.part_key(run_id))
+        key = self.part_key(source, run_id)
+        if not table.num_rows and state is None:
+            self.store.delete(key)
             return 0
-        write_table(self.store, self.part_key(run_id), table.cast(manifest_schema()))
+        metadata = {b"rosetta.run_id": run_id.encode(), b"rosetta.source": source.encode()}
+        if state is not None:
+            metadata[b"rosetta.state"] = json.dumps(state, sort_keys=True).encode()
+        if ingest_time is not None:
+            metadata[b"rosetta.ingest_time"] = isoformat_z(ingest_time).encode()
+        write_table(self.store, key, table.cast(manifest_schema()).replace_schema_metadata(metadata))
         return int(table.num_rows)
 
-    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+    def read(self, columns: Sequence[str] | None = None, *, source: str | None = None) -> pa.Table:
         """All rows, duplicates across runs removed (earliest ingest kept), sorted by sample and role."""
         import pyarrow.compute as pc
 
-        table = _read_parts(self.store, MANIFEST_PREFIX, manifest_schema())
+        table = _read_parts(self.store, self.prefix(source), manifest_schema())
         if table.num_rows:
             table = table.sort_by([("ingest_time", "ascending"), ("run_id", "ascending")])
             keys = pc.binary_join_element_wise(table["sample_id"], table["role"], table["sha256"], "\x1f")
@@ -113,12 +138,56 @@ class Manifest:
         ``exclude_run_id`` leaves out one run's own part, so re-running that run
         rebuilds its result instead of finding its own rows.
         """
-        table = _read_parts(self.store, MANIFEST_PREFIX, manifest_schema(),
-                            columns=["source", "source_id", "role", "sha256", "run_id"])
-        return {(sid, role, sha) for src, sid, role, sha, run in zip(
-            table["source"].to_pylist(), table["source_id"].to_pylist(), table["role"].to_pylist(),
-            table["sha256"].to_pylist(), table["run_id"].to_pylist(), strict=True)
-            if src == source and run != exclude_run_id}
+        table = _read_parts(self.store, self.prefix(source), manifest_schema(),
+                            columns=["source_id", "role", "sha256", "run_id"])
+        return {(sid, role, sha) for sid, role, sha, run in zip(
+            table["source_id"].to_pylist(), table["role"].to_pylist(), table["sha256"].to_pylist(),
+            table["run_id"].to_pylist(), strict=True) if run != exclude_run_id}
+
+    def latest_state(self, source: str, *, exclude_run_id: str | None = None) -> dict[str, Any] | None:
+        """The connector state committed by the source's latest run (by ingest time, then run id)."""
+        import pyarrow.parquet as pq
+
+        best: tuple[str, str, dict[str, Any]] | None = None
+        for key in self.store.list(self.prefix(source)):
+            if not key.endswith(".parquet"):
+                continue
+            with self.store.open(key) as stream:
+                meta = pq.read_schema(io.BytesIO(stream.read())).metadata or {}
+            run_id = meta.get(b"rosetta.run_id", b"").decode()
+            if b"rosetta.state" not in meta or run_id == exclude_run_id:
+                continue
+            rank = (meta.get(b"rosetta.ingest_time", b"").decode(), run_id)
+            if best is None or rank > best[:2]:
+                best = (*rank, json.loads(meta[b"rosetta.state"]))
+        return best[2] if best else None
+
+
+class RecordCatalog:
+    """One row per ingested record: identity, event time, text, entity keys, metadata, object URIs.
+
+    The record-level view that alignment and training read; partitioned by
+    source like the manifest.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def part_key(self, source: str, run_id: str) -> str:
+        return f"{RECORDS_PREFIX}source={source}/part-{safe_name(run_id)}.parquet"
+
+    def commit(self, source: str, run_id: str, table: pa.Table) -> int:
+        key = self.part_key(source, run_id)
+        if not table.num_rows:
+            self.store.delete(key)
+            return 0
+        write_table(self.store, key, table.cast(record_schema()))
+        return int(table.num_rows)
+
+    def read(self, *, source: str | None = None) -> pa.Table:
+        prefix = f"{RECORDS_PREFIX}source={source}/" if source else RECORDS_PREFIX
+        table = _read_parts(self.store, prefix, record_schema())
+        return table.sort_by([("sample_id", "ascending"), ("ingest_time", "ascending")])
 
 
 class QuarantineLedger:
@@ -127,17 +196,17 @@ class QuarantineLedger:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    def part_key(self, run_id: str) -> str:
-        return f"{QUARANTINE_PREFIX}part-{safe_name(run_id)}.parquet"
+    def part_key(self, source: str, run_id: str) -> str:
+        return f"{QUARANTINE_PREFIX}source={source}/part-{safe_name(run_id)}.parquet"
 
-    def commit(self, run_id: str, entries: Iterable[QuarantineEntry] | pa.Table) -> int:
+    def commit(self, source: str, run_id: str, entries: Iterable[QuarantineEntry] | pa.Table) -> int:
         import pyarrow as pa
 
         table = entries if isinstance(entries, pa.Table) else quarantine_table(entries)
         if not table.num_rows:
-            self.store.delete(self.part_key(run_id))
+            self.store.delete(self.part_key(source, run_id))
             return 0
-        write_table(self.store, self.part_key(run_id), table.cast(quarantine_schema()))
+        write_table(self.store, self.part_key(source, run_id), table.cast(quarantine_schema()))
         return int(table.num_rows)
 
     def read(self) -> pa.Table:

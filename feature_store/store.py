@@ -32,7 +32,9 @@ class SampleFeatures:
 
     ``vectors`` maps modality (``image``, ``text``) to the unit-length vector;
     ``encoders`` maps modality to the identity of the encoder that made it;
-    ``payload`` holds the lineage (object URIs, sha256, source, UTC times).
+    ``payload`` holds the lineage: ``objects`` (role -> URI), ``<modality>_uri`` and
+    ``<modality>_sha256`` of the object each vector was made from, ``text``,
+    entity ``keys``, source, and ``event_time``/``ingest_time`` (ISO 8601, UTC).
     """
 
     sample_id: str
@@ -113,8 +115,7 @@ class FeatureStore:
                 features.vectors[modality] = vector
             features.encoders[modality] = payload.get("encoder", {})
             features.payload.update({k: v for k, v in payload.items()
-                                     if k not in ("encoder", "modality", "encoder_key", "uri", "sha256",
-                                                  "media_type", "size_bytes")})
+                                     if k not in ("encoder", "modality", "encoder_key", "uri", "sha256")})
             features.payload[f"{modality}_uri"] = payload.get("uri")
             features.payload[f"{modality}_sha256"] = payload.get("sha256")
         return {sample_id: found.get(sample_id) for sample_id in sample_ids}

@@ -31,10 +31,10 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rosetta.pipelines.image_ingest import ImageIngestPipeline
-    from rosetta.pipelines.settings import ingest_settings
+    from rosetta.pipelines.ingest import IngestPipeline
+    from rosetta.pipelines.settings import image_folder_options, ingest_settings
 
-    with ImageIngestPipeline(ingest_settings(source_dir=args.source_dir)) as pipeline:
+    with IngestPipeline(ingest_settings(options=image_folder_options(source_dir=args.source_dir))) as pipeline:
         _print_json(pipeline.check())
     return 0
 
@@ -68,13 +68,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     with FeatureStore.from_env() as fs:
         hits = fs.search_text(args.query, load_text_encoder(text_config), limit=args.limit)
     for hit in hits:
-        print(f"{hit.score:.3f}  {hit.sample_id:32s}  {hit.payload.get('caption', '')}")
+        print(f"{hit.score:.3f}  {hit.sample_id:32s}  {hit.payload.get('text') or ''}")
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from feature_store import FeatureStore
-    from rosetta.pipelines.image_ingest import latest_summary
+    from rosetta.pipelines.ingest import latest_summary
 
     with FeatureStore.from_env() as fs:
         summary = latest_summary(fs.objects)

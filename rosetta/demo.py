@@ -92,7 +92,7 @@ def run_demo(runs: int = 1) -> int:
 
 def print_run_report() -> bool:
     from feature_store import FeatureStore
-    from rosetta.pipelines.image_ingest import latest_summary
+    from rosetta.pipelines.ingest import latest_summary
 
     with FeatureStore.from_env() as fs:
         summary = latest_summary(fs.objects)
@@ -105,8 +105,8 @@ def print_run_report() -> bool:
 
 def _report(s: dict[str, Any]) -> None:
     print(f"run {s['run_id']}  (source {s['source']}, ingest time {s['ingest_time']})")
-    print(f"  items seen:        {s['items']}")
-    print(f"  new samples:       {s['new_samples']}   unchanged: {s['unchanged_samples']}   "
+    print(f"  new items listed:  {s['items']}")
+    print(f"  new records:       {s['new_records']}   unchanged: {s['unchanged_records']}   "
           f"quarantined: {s['quarantined']}")
     print(f"  objects written:   {s['objects_written']} ({s['bytes_written'] / 1e6:.2f} MB) -> {s['object_store']}")
     print(f"  manifest rows:     {s['manifest_rows']}")
@@ -114,8 +114,8 @@ def _report(s: dict[str, Any]) -> None:
           f"total: {s['points_total']}) -> {s['vector_store']}")
     for q in s.get("quarantine_reasons", []):
         print(f"  quarantined {q['source_id']}: {q['reason']}")
-    if s["new_samples"] == 0 and s["objects_written"] == 0 and s["points_added"] == 0:
-        print(f"  nothing new stored: all {s['unchanged_samples']} samples were already ingested")
+    if s["new_records"] == 0 and s["objects_written"] == 0 and s["points_added"] == 0:
+        print("  nothing new stored: no file changed since the last committed run")
 
 
 def print_lookup() -> None:
@@ -133,10 +133,10 @@ def print_lookup() -> None:
             dims = ", ".join(f"{m}: {len(v)}-d by {features.encoders[m].get('key')}"
                              for m, v in sorted(features.vectors.items()))
             print(f"  {sample_id}: {dims}")
-            print(f"    caption: {features.payload.get('caption')}")
+            print(f"    caption: {features.payload.get('text')}")
             print(f"    image:   {features.payload.get('image_uri')}")
         query = "a cat"
         print(f"\n== similarity search over captions: {query!r}")
         text_config, _ = encoder_configs_from_env()
         for hit in fs.search_text(query, load_text_encoder(text_config), limit=3):
-            print(f"  {hit.score:.3f}  {hit.sample_id}: {hit.payload.get('caption')}")
+            print(f"  {hit.score:.3f}  {hit.sample_id}: {hit.payload.get('text')}")

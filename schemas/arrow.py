@@ -65,3 +65,24 @@ def embedding_schema() -> pa.Schema:
         pa.field("payload", pa.string(), nullable=False),  # JSON lineage payload
         pa.field("event_time", ts, nullable=False),
     ])
+
+
+@cache
+def record_schema() -> pa.Schema:
+    """Schema of the record catalog (one row per ingested record)."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema([
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("event_time", ts, nullable=False),
+        pa.field("event_time_origin", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("keys", pa.string(), nullable=False),  # JSON object of entity keys
+        pa.field("metadata", pa.string(), nullable=False),  # JSON object
+        pa.field("objects", pa.string(), nullable=False),  # JSON object: role -> {uri, sha256, media_type}
+        pa.field("ingest_time", ts, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ])

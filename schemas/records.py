@@ -5,7 +5,8 @@ Every time field is a tz-aware UTC ``datetime``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -102,25 +103,37 @@ class EncoderIdentity:
 
 
 @dataclass(frozen=True, slots=True)
-class RawSample:
-    """An image with its caption, as a connector hands it over (bytes, not yet stored).
+class RawObject:
+    """One raw object of a record: bytes, what it is to the record (``role``) and its media type."""
 
-    ``sample_id`` is ``<source>/<source_id>`` and stable across runs.
-    ``event_time`` is when the picture was taken or made (UTC);
-    ``event_time_origin`` says where that time came from (``sidecar``,
-    ``exif``, ``mtime``).
+    role: str
+    data: bytes
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """What every connector hands over: raw objects + metadata + event time (UTC) + stable source id.
+
+    ``source_id`` is stable across runs (a path, an object key, a primary key,
+    a message id) so re-ingesting the same thing lands on the same identity.
+    ``keys`` are entity keys for alignment and lookups (``patient_id``,
+    ``accession``, ``device_id``, ``video_id``...).  ``text`` is the record's
+    text for text-only or paired records (caption, report, subtitle cue).
     """
 
     source: str
     source_id: str
-    image: bytes
-    image_media_type: str
-    caption: str
-    caption_bytes: bytes
-    caption_media_type: str
     event_time: datetime
-    event_time_origin: str
+    objects: tuple[RawObject, ...] = ()
+    text: str | None = None
+    keys: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_time_origin: str = "source"
 
     @property
     def sample_id(self) -> str:
         return f"{self.source}/{self.source_id}"
+
+    def object(self, role: str) -> RawObject | None:
+        return next((o for o in self.objects if o.role == role), None)

@@ -8,40 +8,43 @@ from typing import TYPE_CHECKING, Any
 from rosetta.orchestration.errors import airflow_errors
 
 if TYPE_CHECKING:
-    from rosetta.pipelines.image_ingest import ImageIngestPipeline, RunContext
+    from rosetta.pipelines.ingest import IngestPipeline, RunContext
     from rosetta.pipelines.settings import IngestSettings
 
 
 def run_context(context: Any) -> RunContext:
     """The pipeline's RunContext for this DAG run: run id and ingest time (data interval end, UTC)."""
-    from rosetta.pipelines.image_ingest import RunContext
+    from connectors.sdk import Window
+    from rosetta.pipelines.ingest import RunContext
 
     dag_run = context["dag_run"]
     ingest_time: datetime | None = context.get("data_interval_end") or getattr(dag_run, "run_after", None)
     if ingest_time is None:
         raise RuntimeError(f"DAG run {dag_run.run_id} has neither a data interval nor run_after")
-    return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time)
+    window = Window()
+    if str(getattr(dag_run, "run_type", "")).lower().endswith("backfill"):
+        window = Window(context.get("data_interval_start"), context.get("data_interval_end"))
+    return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time, window=window)
 
 
 def settings_from_params(params: Any) -> IngestSettings:
     from rosetta.core.config import env
     from rosetta.orchestration.connections import s3_options_from_env_connection
-    from rosetta.pipelines.settings import ingest_settings
+    from rosetta.pipelines.settings import image_folder_options, ingest_settings
 
-    return ingest_settings(
+    options = image_folder_options(
         source_dir=params.get("source_dir") or None,
         source_name=params.get("source_name") or env("ROSETTA_SOURCE_NAME", "image_folder") or "image_folder",
-        batch_size=int(params.get("batch_size") or 64),
-        concurrency=int(params.get("concurrency") or 8),
-        timezone=params.get("timezone") or "UTC",
-        s3_options=s3_options_from_env_connection(),
-    )
+        timezone=params.get("timezone") or "UTC")
+    return ingest_settings(connector="image_folder", options=options, batch_size=int(params.get("batch_size") or 64),
+                           concurrency=int(params.get("concurrency") or 8),
+                           s3_options=s3_options_from_env_connection())
 
 
-def _pipeline(context: Any) -> ImageIngestPipeline:
-    from rosetta.pipelines.image_ingest import ImageIngestPipeline
+def _pipeline(context: Any) -> IngestPipeline:
+    from rosetta.pipelines.ingest import IngestPipeline
 
-    return ImageIngestPipeline(settings_from_params(context["params"]))
+    return IngestPipeline(settings_from_params(context["params"]))
 
 
 @airflow_errors
@@ -65,7 +68,7 @@ def store_batch(batch: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @airflow_errors
 def embed_batch(stored: dict[str, Any], context: Any) -> dict[str, Any]:
-    context["batch_label"] = f"batch {stored['batch']}: {stored['new_samples']} new"
+    context["batch_label"] = f"batch {stored['batch']}: {stored['new_records']} new"
     with _pipeline(context) as pipeline:
         return pipeline.embed_batch(run_context(context), stored)
 
@@ -77,7 +80,7 @@ def write_vectors(embedded: Any, context: Any) -> dict[str, Any]:
 
 
 @airflow_errors
-def commit(stored: Any, vectors: dict[str, Any], context: Any) -> dict[str, Any]:
+def commit(plans: Any, stored: Any, vectors: dict[str, Any], context: Any) -> dict[str, Any]:
     with _pipeline(context) as pipeline:
-        return pipeline.commit(run_context(context), list(stored), vectors,
+        return pipeline.commit(run_context(context), list(stored), vectors, plans=list(plans),
                                run_after=getattr(context["dag_run"], "run_after", None))

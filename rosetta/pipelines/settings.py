@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import Field
 
-from connectors.image_folder import ImageFolderConfig
 from feature_store.config import FeatureStoreConfig, rosetta_home
 from rosetta.core.config import StrictModel, env, validate_config
 from transforms.encoders.config import ImageEncoderConfig, TextEncoderConfig
@@ -17,9 +16,14 @@ MAX_BATCHES = 512
 
 
 class IngestSettings(StrictModel):
-    """Everything one ingestion run needs."""
+    """Everything one ingestion run needs: which connector with which options, where to store, how to embed.
 
-    source: ImageFolderConfig
+    ``options`` are validated against the connector's own config class when the
+    connector is built (see :func:`connectors.sdk.load_connector`).
+    """
+
+    connector: str = "image_folder"
+    options: dict[str, Any]
     feature_store: FeatureStoreConfig
     text_encoder: TextEncoderConfig = TextEncoderConfig()
     image_encoder: ImageEncoderConfig = ImageEncoderConfig()
@@ -44,13 +48,18 @@ def default_source_dir() -> Path:
     return Path(env("ROSETTA_SOURCE_DIR") or rosetta_home() / "inbox")
 
 
-def ingest_settings(*, source_dir: str | Path | None = None, source_name: str = "image_folder",
-                    batch_size: int = 64, concurrency: int = 8, timezone: str = "UTC",
+def ingest_settings(*, connector: str = "image_folder", options: dict[str, Any] | None = None,
+                    batch_size: int = 64, concurrency: int = 8,
                     s3_options: dict[str, Any] | None = None) -> IngestSettings:
-    """Settings from the environment plus the run's params."""
+    """Settings from the environment plus the source's connector options."""
     text, image = encoder_configs_from_env()
-    source = validate_config(ImageFolderConfig, {
-        "root": Path(source_dir) if source_dir else default_source_dir(), "source": source_name,
-        "timezone": timezone}, where="params source_dir/source_name/timezone")
-    return IngestSettings(source=source, feature_store=FeatureStoreConfig.from_env(s3_options=s3_options),
+    return IngestSettings(connector=connector, options=dict(options or {}),
+                          feature_store=FeatureStoreConfig.from_env(s3_options=s3_options),
                           text_encoder=text, image_encoder=image, batch_size=batch_size, concurrency=concurrency)
+
+
+def image_folder_options(*, source_dir: str | Path | None = None, source_name: str = "image_folder",
+                         timezone: str = "UTC") -> dict[str, Any]:
+    """Options of the ``image_folder`` connector, with the folder defaulting to ``ROSETTA_SOURCE_DIR``."""
+    return {"root": str(source_dir) if source_dir else str(default_source_dir()), "source": source_name,
+            "timezone": timezone}

@@ -54,7 +54,7 @@ def test_cli_start_up_imports_nothing_heavy() -> None:
 
 
 def test_feature_store_imports_without_airflow() -> None:
-    code = ("import sys, json; import feature_store, feature_store.store, rosetta.pipelines.image_ingest; "
+    code = ("import sys, json; import feature_store, feature_store.store, rosetta.pipelines.ingest, connectors.sdk; "
             "print(json.dumps([m for m in ('airflow', 'torch', 'pyarrow', 'boto3', 'qdrant_client') "
             "if m in sys.modules]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ def test_demo_ingests_the_photos_then_stores_nothing_new(tmp_path: Path) -> None
     first = subprocess.run([rosetta, "demo"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
-    assert "new samples:       14   unchanged: 0   quarantined: 0" in out
+    assert "new records:       14   unchanged: 0   quarantined: 0" in out
     assert "objects written:   28" in out and "new points: 28, total: 28" in out
     assert "demo_photos/chelsea: image: 1280-d by efficientnet-lite0@" in out
     hits = out.split("similarity search over captions: 'a cat'")[1].strip().splitlines()
@@ -31,8 +31,8 @@ def test_demo_ingests_the_photos_then_stores_nothing_new(tmp_path: Path) -> None
 
     second = subprocess.run([rosetta, "demo"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "new samples:       0   unchanged: 14" in second.stdout
-    assert "nothing new stored: all 14 samples were already ingested" in second.stdout
+    assert "new items listed:  0" in second.stdout
+    assert "nothing new stored: no file changed since the last committed run" in second.stdout
     assert "objects written:   0 " in second.stdout and "new points: 0, total: 28" in second.stdout
 
     example = subprocess.run([sys.executable, str(REPO / "examples" / "lookup_features.py"), "demo_photos/coffee"],

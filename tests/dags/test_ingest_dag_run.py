@@ -66,7 +66,7 @@ def test_dag_run_ingests_then_second_run_stores_nothing(dag: Any, s3_env: str, s
     states = _task_states(first)
     assert len(states["store_batch"]) == 2 and len(states["embed_batch"]) == 2  # mapped over 2 batches
     summary = _xcom(first, "commit")
-    assert (summary["new_samples"], summary["objects_written"], summary["points_added"]) == (4, 8, 8)
+    assert (summary["new_records"], summary["objects_written"], summary["points_added"]) == (4, 8, 8)
     assert summary["object_store"] == f"s3://{s3_env}/rosetta"
     plan = _xcom(first, "plan")
     assert all(set(b) == {"batch", "plan_uri", "items", "label"} for b in plan)  # URIs and counts only
@@ -74,7 +74,7 @@ def test_dag_run_ingests_then_second_run_stores_nothing(dag: Any, s3_env: str, s
     second = dag.test(run_conf=conf)
     assert str(second.state) == "success", _task_states(second)
     summary = _xcom(second, "commit")
-    assert (summary["new_samples"], summary["unchanged_samples"]) == (0, 4)
+    assert (summary["items"], summary["new_records"]) == (0, 0)
     assert (summary["objects_written"], summary["points_written"], summary["points_total"]) == (0, 0, 8)
 
     from rosetta.orchestration.connections import s3_options_from_env_connection

@@ -3,18 +3,18 @@ real encoders and real photos.  The DAG test runs the same steps through Airflow
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectors.image_folder import ImageFolderConfig
 from feature_store import FeatureStore
 from feature_store.config import FeatureStoreConfig
 from feature_store.object_store import object_store_config_from_url
 from feature_store.vector_store import VectorStoreConfig
-from rosetta.pipelines.image_ingest import ImageIngestPipeline, RunContext
+from rosetta.pipelines.ingest import IngestPipeline, RunContext
 from rosetta.pipelines.settings import IngestSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _settings(folder: Path, tmp_path: Path, s3_options: dict[str, Any], bucket: str) -> IngestSettings:
     return IngestSettings(
-        source=ImageFolderConfig(root=folder, source="photos"),
+        connector="image_folder", options={"root": str(folder), "source": "photos"},
         feature_store=FeatureStoreConfig(
             object_store=object_store_config_from_url(f"s3://{bucket}/rosetta", **s3_options),
             vector_store=VectorStoreConfig(path=tmp_path / "qdrant", collection="samples")),
@@ -31,7 +31,7 @@ def _settings(folder: Path, tmp_path: Path, s3_options: dict[str, Any], bucket: 
 
 def _run(settings: IngestSettings, run_id: str, *, stop_before_commit: bool = False) -> dict[str, Any]:
     run = RunContext(run_id=run_id, ingest_time=datetime(2026, 12, 1, tzinfo=UTC))
-    with ImageIngestPipeline(settings) as pipeline:
+    with IngestPipeline(settings) as pipeline:
         pipeline.check()
         batches = pipeline.plan(run)
         stored = [pipeline.store_batch(run, b) for b in batches]
@@ -39,20 +39,20 @@ def _run(settings: IngestSettings, run_id: str, *, stop_before_commit: bool = Fa
         vectors = pipeline.write_vectors(run, embedded)
         if stop_before_commit:
             return vectors
-        return pipeline.commit(run, stored, vectors)
+        return pipeline.commit(run, stored, vectors, plans=batches)
 
 
 def test_first_run_stores_everything_second_run_nothing(small_photo_dir: Path, tmp_path: Path,
                                                         s3_options: dict[str, Any], bucket_name: str) -> None:
     settings = _settings(small_photo_dir, tmp_path, s3_options, bucket_name)
     first = _run(settings, "run-1")
-    assert (first["items"], first["new_samples"], first["quarantined"]) == (4, 4, 0)
+    assert (first["items"], first["new_records"], first["quarantined"]) == (4, 4, 0)
     assert first["objects_written"] == 8 and first["manifest_rows"] == 8
     assert first["bytes_written"] == sum(p.stat().st_size for p in small_photo_dir.iterdir())
     assert (first["points_written"], first["points_added"], first["points_total"]) == (8, 8, 8)
 
-    second = _run(settings, "run-2")
-    assert (second["new_samples"], second["unchanged_samples"], second["objects_written"]) == (0, 4, 0)
+    second = _run(settings, "run-2")  # the state says nothing changed: nothing is even listed
+    assert (second["items"], second["new_records"], second["objects_written"]) == (0, 0, 0)
     assert (second["points_written"], second["points_added"], second["points_total"]) == (0, 0, 8)
     assert second["manifest_rows"] == 0
 
@@ -71,7 +71,7 @@ def test_first_run_stores_everything_second_run_nothing(small_photo_dir: Path, t
         assert chelsea.encoders["text"]["name"] == "all-MiniLM-L6-v2"
         assert fs.objects.read_bytes(fs.objects.key_for(chelsea.payload["image_uri"])) == \
             (small_photo_dir / "chelsea.png").read_bytes()
-        assert "cat" in chelsea.payload["caption"]
+        assert "cat" in chelsea.payload["text"]
         hits = fs.search(chelsea.vectors["image"], modality="image", limit=1)
         assert hits[0].sample_id == "photos/chelsea" and hits[0].score == pytest.approx(1.0, abs=1e-4)
 
@@ -88,7 +88,7 @@ def test_bad_inputs_are_quarantined_with_bytes_kept_and_the_run_goes_on(
     (small_photo_dir / "garbled.txt").write_text("coffee, garbled")
     settings = _settings(small_photo_dir, tmp_path, s3_options, bucket_name)
     summary = _run(settings, "run-bad")
-    assert (summary["new_samples"], summary["quarantined"]) == (5, 4)
+    assert (summary["new_records"], summary["quarantined"]) == (5, 4)
     assert summary["points_total"] == 8  # the four good samples, image + text
     reasons = {q["source_id"]: q["reason"] for q in summary["quarantine_reasons"]}
     assert "cannot decode image" in reasons["broken"]
@@ -130,8 +130,8 @@ def test_crash_before_commit_then_rerun_gives_no_gaps_and_no_duplicates(
     settings = _settings(small_photo_dir, tmp_path, s3_options, bucket_name)
     crashed = _run(settings, "run-crash", stop_before_commit=True)
     assert crashed["points_total"] == 8
-    retried = _run(settings, "run-retry")  # a new run: the manifest never saw the crashed one
-    assert (retried["new_samples"], retried["objects_written"]) == (4, 0)  # objects were already there
+    retried = _run(settings, "run-retry")  # a new run: neither manifest nor state saw the crashed one
+    assert (retried["items"], retried["new_records"], retried["objects_written"]) == (4, 4, 0)
     assert (retried["points_added"], retried["points_total"]) == (0, 8)
     again = _run(settings, "run-retry")  # re-running the same run rebuilds the same part
     assert again["manifest_rows"] == 8
@@ -144,18 +144,22 @@ def test_changed_caption_makes_a_new_version(small_photo_dir: Path, tmp_path: Pa
     settings = _settings(small_photo_dir, tmp_path, s3_options, bucket_name)
     _run(settings, "run-1")
     (small_photo_dir / "chelsea.txt").write_text("A sleepy tabby cat.")
+    (small_photo_dir / "rocket.jpg").touch()  # touched, not changed: listed, then skipped by its hash
+    later = (small_photo_dir / "rocket.jpg").stat().st_mtime_ns + 10**9
+    for name in ("chelsea.txt", "rocket.jpg"):
+        os.utime(small_photo_dir / name, ns=(later, later))
     second = _run(settings, "run-2")
-    assert (second["new_samples"], second["unchanged_samples"]) == (1, 3)
+    assert (second["items"], second["new_records"], second["unchanged_records"]) == (2, 1, 1)
     assert second["objects_written"] == 1 and second["points_added"] == 0  # same points, new vectors
     with FeatureStore(settings.feature_store) as fs:
-        assert fs.get_online_features(["photos/chelsea"])["photos/chelsea"].payload["caption"] == \
+        assert fs.get_online_features(["photos/chelsea"])["photos/chelsea"].payload["text"] == \
             "A sleepy tabby cat."  # type: ignore[union-attr]
         assert fs.manifest.read().num_rows == 9
 
 
 def test_local_object_store_has_the_same_layout(small_photo_dir: Path, tmp_path: Path) -> None:
     settings = IngestSettings(
-        source=ImageFolderConfig(root=small_photo_dir, source="photos"),
+        connector="image_folder", options={"root": str(small_photo_dir), "source": "photos"},
         feature_store=FeatureStoreConfig(object_store=object_store_config_from_url(str(tmp_path / "store")),
                                          vector_store=VectorStoreConfig(path=tmp_path / "qdrant")))
     summary = _run(settings, "run-local")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from connectors.image_folder import FolderItem, ImageFolderConfig, ImageFolderConnector
+from connectors.image_folder import ImageFolderConfig, ImageFolderConnector
+from connectors.sdk import Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
 
 
@@ -33,18 +34,21 @@ def _jpeg(exif_time: str | None = None, offset: str | None = None) -> bytes:
 def test_lists_real_photos_with_sidecars_sorted(small_photo_dir: Path) -> None:
     items = _connector(small_photo_dir).list_items()
     assert [i.source_id for i in items] == ["astronaut", "chelsea", "coffee", "rocket"]
-    assert all(i.problem is None and i.caption and i.image for i in items)
-    assert FolderItem.from_json(items[0].to_json()) == items[0]
+    assert all(i.problem is None and i.ref["caption"] and i.ref["image"] for i in items)
+    assert Item.from_json(items[0].to_json()) == items[0]
 
 
 def test_reads_a_real_photo(small_photo_dir: Path) -> None:
     connector = _connector(small_photo_dir)
     item = next(i for i in connector.list_items() if i.source_id == "chelsea")
-    sample = connector.read(item)
+    [sample] = connector.fetch(item)
     assert sample.sample_id == "test/chelsea"
-    assert sample.image == (small_photo_dir / "chelsea.png").read_bytes()
-    assert sample.image_media_type == "image/png"
-    assert "cat" in sample.caption and sample.caption == sample.caption.strip()
+    image = sample.object("image")
+    assert image is not None and image.data == (small_photo_dir / "chelsea.png").read_bytes()
+    assert image.media_type == "image/png"
+    assert sample.text is not None and "cat" in sample.text and sample.text == sample.text.strip()
+    caption = sample.object("caption")
+    assert caption is not None and caption.data == (small_photo_dir / "chelsea.txt").read_bytes()
     assert sample.event_time_origin == "mtime" and sample.event_time.tzinfo is UTC
     assert sample.event_time.timestamp() == pytest.approx(os.stat(small_photo_dir / "chelsea.png").st_mtime)
 
@@ -55,7 +59,7 @@ def test_event_time_from_exif_with_and_without_offset(tmp_path: Path) -> None:
     (tmp_path / "b.jpg").write_bytes(_jpeg("2024:05:06 07:08:09"))
     (tmp_path / "b.txt").write_text("red square")
     connector = _connector(tmp_path, timezone="America/New_York")
-    a, b = (connector.read(i) for i in connector.list_items())
+    a, b = (connector.fetch(i)[0] for i in connector.list_items())
     assert (a.event_time, a.event_time_origin) == (datetime(2024, 5, 6, 5, 8, 9, tzinfo=UTC), "exif")
     assert b.event_time == datetime(2024, 5, 6, 11, 8, 9, tzinfo=UTC)  # EDT is UTC-4
 
@@ -64,8 +68,9 @@ def test_json_sidecar_gives_caption_and_event_time(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(_jpeg("2024:05:06 07:08:09"))
     (tmp_path / "a.json").write_text(json.dumps({"caption": " red ", "event_time": "2025-01-01T10:00:00+01:00"}))
     connector = _connector(tmp_path)
-    sample = connector.read(connector.list_items()[0])
-    assert sample.caption == "red" and sample.caption_media_type == "application/json"
+    sample = connector.fetch(connector.list_items()[0])[0]
+    caption = sample.object("caption")
+    assert sample.text == "red" and caption is not None and caption.media_type == "application/json"
     assert (sample.event_time, sample.event_time_origin) == (datetime(2025, 1, 1, 9, tzinfo=UTC), "sidecar")
 
 
@@ -87,7 +92,7 @@ def test_bad_records_name_the_file_and_keep_the_bytes(tmp_path: Path, files: dic
     items = connector.list_items()
     assert len(items) == 1
     with pytest.raises(BadRecordError) as err:
-        connector.read(items[0])
+        connector.fetch(items[0])
     assert reason in err.value.reason
     assert "a." in err.value.reason  # names the file
     assert err.value.source_id is not None and err.value.source_id.startswith("a")
@@ -97,7 +102,8 @@ def test_bad_records_name_the_file_and_keep_the_bytes(tmp_path: Path, files: dic
 def test_caption_optional_when_configured(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(_jpeg())
     connector = _connector(tmp_path, require_caption=False)
-    assert connector.read(connector.list_items()[0]).caption == ""
+    [record] = connector.fetch(connector.list_items()[0])
+    assert record.text is None and record.object("caption") is None
 
 
 def test_missing_folder_and_bad_timezone_are_config_errors(tmp_path: Path) -> None:
@@ -134,4 +140,24 @@ def test_truncated_png_is_rejected(tmp_path: Path, photo_dir: Path) -> None:
     (tmp_path / "a.txt").write_text("coffee")
     connector = _connector(tmp_path)
     with pytest.raises(BadRecordError, match="cannot decode image"):
-        connector.read(connector.list_items()[0])
+        connector.fetch(connector.list_items()[0])
+
+
+def test_incremental_listing_by_modification_time(small_photo_dir: Path) -> None:
+    connector = _connector(small_photo_dir)
+    items = connector.list_items(State(), Window())
+    state = State().advance(items)
+    assert connector.list_items(state, Window()) == []
+    newer = max(int(i.cursor or 0) for i in items) + 1_000_000_000
+    os.utime(small_photo_dir / "coffee.txt", ns=(newer, newer))
+    assert [i.source_id for i in connector.list_items(state, Window())] == ["coffee"]
+
+
+def test_backfill_window_selects_by_modification_time(small_photo_dir: Path) -> None:
+    stamp = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    for path in small_photo_dir.iterdir():
+        os.utime(path, (stamp, stamp))
+    os.utime(small_photo_dir / "rocket.jpg", (stamp + 86400, stamp + 86400))
+    connector = _connector(small_photo_dir)
+    day = Window(datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC))
+    assert [i.source_id for i in connector.list_items(State(), day)] == ["astronaut", "chelsea", "coffee"]
