@@ -97,6 +97,28 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_connector_list(args: argparse.Namespace) -> int:
+    from connectors.sdk.registry import available_connectors
+
+    for name, target in available_connectors().items():
+        print(f"{name:16s} {target}")
+    return 0
+
+
+def cmd_connector_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rosetta.demo import project_dir
+    from rosetta.scaffold import scaffold_connector
+
+    root = Path(args.dir) if args.dir else project_dir()
+    for path in scaffold_connector(args.name, root, register=not args.no_register):
+        print(f"wrote {path}")
+    print(f"next: edit connectors/{args.name}.py, then run pytest tests/contract -k {args.name} "
+          f"tests/unit/test_{args.name}.py (guide: docs/connectors.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rosetta", description="Rosetta: multimodal data pipeline and feature store")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = sub.add_parser("summary", help="summary of the latest ingestion run")
     summary.set_defaults(fn=cmd_summary)
+
+    connector = sub.add_parser("connector", help="connector SDK: list connectors, scaffold a new one")
+    connector_sub = connector.add_subparsers(dest="connector_command", required=True)
+    connector_sub.add_parser("list", help="known connectors (built-in and plug-in)").set_defaults(
+        fn=cmd_connector_list)
+    new = connector_sub.add_parser("new", help="scaffold connectors/NAME.py with its contract harness and a test")
+    new.add_argument("name")
+    new.add_argument("--dir", default=None, help="project root to write into (default: this checkout)")
+    new.add_argument("--no-register", action="store_true", help="do not add it to the built-in registry")
+    new.set_defaults(fn=cmd_connector_new)
 
     manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")
     manifest.add_argument("--quarantine", action="store_true")

@@ -16,6 +16,7 @@ ENTRY_POINT_GROUP = "rosetta.connectors"
 #: Built-in connectors: short name -> "module:Class".
 BUILTIN: dict[str, str] = {
     "image_folder": "connectors.image_folder:ImageFolderConnector",
+    # `rosetta connector new NAME` adds new connectors above this line
 }
 
 

@@ -103,3 +103,22 @@ def test_wrong_credentials_fail_the_check_task_without_retries(dag: Any, s3_env:
     check = next(ti for ti in run.get_task_instances() if ti.task_id == "check")
     assert str(check.state) == "failed" and check.try_number == 1
     assert all(str(ti.state) != "success" for ti in run.get_task_instances() if ti.task_id != "check")
+
+
+def test_a_dag_generated_from_sources_yaml_runs(airflow_db: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                small_photo_dir: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n  line_cams:\n    connector: image_folder\n"
+                       "    options: {root: '${TEST_PHOTO_DIR}', timezone: Europe/Berlin}\n")
+    monkeypatch.setenv("ROSETTA_SOURCES_FILE", str(sources))
+    monkeypatch.setenv("TEST_PHOTO_DIR", str(small_photo_dir))
+    monkeypatch.setenv("ROSETTA_OBJECT_STORE_URL", str(tmp_path / "store"))
+    monkeypatch.setenv("ROSETTA_QDRANT_PATH", str(tmp_path / "qdrant"))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "sources.py")).get_dag("rosetta_source_line_cams")
+    run = dag.test()
+    assert str(run.state) == "success", _task_states(run)
+    summary = _xcom(run, "commit")
+    assert (summary["source"], summary["connector"], summary["new_records"]) == ("line_cams", "image_folder", 4)
+    assert summary["state"]["cursor"] > 0

@@ -1,4 +1,9 @@
-"""Task callables of the image ingestion DAG: Airflow context in, pipeline step out."""
+"""Task callables of the ingestion DAGs: Airflow context (and the source's name) in, pipeline step out.
+
+A DAG generated from ``sources.yaml`` passes ``source`` = ``{"name": ..., "file": ...}`` and the
+task reads that entry when it runs (so options are expanded in the worker's environment and
+never stored in the DAG); the ad-hoc image DAG passes ``None`` and takes its options from params.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,27 @@ def run_context(context: Any) -> RunContext:
     return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time, window=window)
 
 
+def settings_for(source: dict[str, str] | None, params: Any) -> IngestSettings:
+    """Settings for a configured source, or (``source`` None) for the ad-hoc image folder DAG."""
+    if source is None:
+        return settings_from_params(params)
+    from pathlib import Path
+
+    from rosetta.core.errors import ConfigError
+    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.orchestration.sources import load_sources, resolved_options
+    from rosetta.pipelines.settings import ingest_settings
+
+    specs = load_sources(Path(source["file"]))
+    spec = specs.get(source["name"])
+    if spec is None:
+        raise ConfigError(f"source {source['name']!r} is no longer in {source['file']}; restore it or let the "
+                          "DAG disappear at the next parse", setting="ROSETTA_SOURCES_FILE")
+    return ingest_settings(connector=spec.connector, options=resolved_options(source["name"], spec),
+                           batch_size=spec.batch_size, concurrency=spec.concurrency,
+                           s3_options=s3_options_from_env_connection())
+
+
 def settings_from_params(params: Any) -> IngestSettings:
     from rosetta.core.config import env
     from rosetta.orchestration.connections import s3_options_from_env_connection
@@ -41,46 +67,47 @@ def settings_from_params(params: Any) -> IngestSettings:
                            s3_options=s3_options_from_env_connection())
 
 
-def _pipeline(context: Any) -> IngestPipeline:
+def _pipeline(source: dict[str, str] | None, context: Any) -> IngestPipeline:
     from rosetta.pipelines.ingest import IngestPipeline
 
-    return IngestPipeline(settings_from_params(context["params"]))
+    return IngestPipeline(settings_for(source, context["params"]))
 
 
 @airflow_errors
-def check(context: Any) -> dict[str, str]:
-    with _pipeline(context) as pipeline:
+def check(source: dict[str, str] | None, context: Any) -> dict[str, str]:
+    with _pipeline(source, context) as pipeline:
         return pipeline.check()
 
 
 @airflow_errors
-def plan(context: Any) -> list[dict[str, Any]]:
-    with _pipeline(context) as pipeline:
+def plan(source: dict[str, str] | None, context: Any) -> list[dict[str, Any]]:
+    with _pipeline(source, context) as pipeline:
         return pipeline.plan(run_context(context))
 
 
 @airflow_errors
-def store_batch(batch: dict[str, Any], context: Any) -> dict[str, Any]:
+def store_batch(source: dict[str, str] | None, batch: dict[str, Any], context: Any) -> dict[str, Any]:
     context["batch_label"] = batch.get("label", f"batch {batch['batch']}")
-    with _pipeline(context) as pipeline:
+    with _pipeline(source, context) as pipeline:
         return pipeline.store_batch(run_context(context), batch)
 
 
 @airflow_errors
-def embed_batch(stored: dict[str, Any], context: Any) -> dict[str, Any]:
+def embed_batch(source: dict[str, str] | None, stored: dict[str, Any], context: Any) -> dict[str, Any]:
     context["batch_label"] = f"batch {stored['batch']}: {stored['new_records']} new"
-    with _pipeline(context) as pipeline:
+    with _pipeline(source, context) as pipeline:
         return pipeline.embed_batch(run_context(context), stored)
 
 
 @airflow_errors
-def write_vectors(embedded: Any, context: Any) -> dict[str, Any]:
-    with _pipeline(context) as pipeline:
+def write_vectors(source: dict[str, str] | None, embedded: Any, context: Any) -> dict[str, Any]:
+    with _pipeline(source, context) as pipeline:
         return pipeline.write_vectors(run_context(context), list(embedded))
 
 
 @airflow_errors
-def commit(plans: Any, stored: Any, vectors: dict[str, Any], context: Any) -> dict[str, Any]:
-    with _pipeline(context) as pipeline:
+def commit(source: dict[str, str] | None, plans: Any, stored: Any, vectors: dict[str, Any],
+           context: Any) -> dict[str, Any]:
+    with _pipeline(source, context) as pipeline:
         return pipeline.commit(run_context(context), list(stored), vectors, plans=list(plans),
                                run_after=getattr(context["dag_run"], "run_after", None))
