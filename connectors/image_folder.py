@@ -12,29 +12,24 @@ naming the file and the fix; the caller quarantines it and goes on.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
+from connectors.media import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from connectors.media import JSON_MEDIA_TYPE, TEXT_MEDIA_TYPE, check_image, decode_caption, parse_json_sidecar
+from connectors.media import SUPPORTED_FORMATS as SUPPORTED_FORMATS
+from connectors.media import jpeg_is_complete as jpeg_is_complete
 from connectors.sdk.base import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
-from rosetta.core.timeutil import ensure_utc, from_timestamp
+from rosetta.core.timeutil import from_timestamp
 from schemas.records import RawObject, SourceRecord
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 CAPTION_SUFFIXES = (".txt", ".json")
 IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
-SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
-
-_EXIF_IFD = 0x8769
-_DATETIME_ORIGINAL = 36867
-_OFFSET_TIME_ORIGINAL = 36881
 
 
 class ImageFolderConfig(ConnectorConfig):
@@ -166,54 +161,8 @@ class ImageFolderConnector(Connector[ImageFolderConfig]):
             raise BadRecordError(f"{rel}: cannot read file ({exc.strerror})", source_id=source_id) from None
 
     def _check_image(self, rel: str, data: bytes, source_id: str) -> tuple[str, datetime | None]:
-        """Check the image is complete and readable; return its media type and EXIF time.
-
-        JPEG: the headers parse and the scan ends with an end-of-image marker
-        (what a truncated upload loses; libjpeg itself decodes damaged scan data
-        without complaint).  PNG: every chunk's CRC up to IEND.  Other formats:
-        a full decode.  The encoders decode every image fully later and
-        quarantine what still fails there.
-        """
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = image.format or "?"
-                if fmt not in SUPPORTED_FORMATS:
-                    raise BadRecordError(f"{rel}: image format {fmt} is not supported; convert it to JPEG or PNG",
-                                         source_id=source_id, payload=data)
-                if image.width < 1 or image.height < 1:
-                    raise ValueError(f"image has no pixels ({image.width}x{image.height})")
-                exif_time = self._exif_time(image)
-                media_type = Image.MIME.get(fmt, "application/octet-stream")
-                if fmt in ("JPEG", "MPO"):
-                    if not jpeg_is_complete(data):
-                        raise ValueError("JPEG ends before its end-of-image marker: the file is truncated")
-                elif fmt == "PNG":
-                    with Image.open(io.BytesIO(data)) as fresh:  # verify() must come straight after open
-                        fresh.verify()
-                else:
-                    image.load()
-        except BadRecordError:
-            raise
-        except Exception as exc:
-            raise BadRecordError(f"{rel}: cannot decode image ({type(exc).__name__}: {exc}); re-export the file "
-                                 "or remove it from the source folder", source_id=source_id, payload=data) from None
-        return media_type, exif_time
-
-    def _exif_time(self, image: Any) -> datetime | None:
-        try:
-            exif = image.getexif().get_ifd(_EXIF_IFD)
-            raw = exif.get(_DATETIME_ORIGINAL)
-            if not raw:
-                return None
-            naive = datetime.strptime(str(raw).strip(), "%Y:%m:%d %H:%M:%S")
-            offset = exif.get(_OFFSET_TIME_ORIGINAL)
-            if offset:
-                return ensure_utc(datetime.fromisoformat(naive.isoformat() + str(offset).strip()))
-            return ensure_utc(naive.replace(tzinfo=self.zone))
-        except Exception:  # unreadable EXIF is not a reason to drop the picture
-            return None
+        """Check the image is complete and readable; return its media type and EXIF time (see :func:`check_image`)."""
+        return check_image(rel, data, source_id=source_id, zone=self.zone)
 
     def _read_caption(self, item: Item, image_bytes: bytes,
                       raw: bytes | None) -> tuple[str, bytes, str, datetime | None]:
@@ -223,77 +172,15 @@ class ImageFolderConnector(Connector[ImageFolderConfig]):
                 raise BadRecordError(f"{item.ref['image']}: no caption sidecar; add {item.source_id}.txt or "
                                      f"{item.source_id}.json next to the image", source_id=item.source_id,
                                      payload=image_bytes)
-            return "", b"", "text/plain; charset=utf-8", None
-        if len(raw) > self.config.max_caption_bytes:
-            raise BadRecordError(f"{caption_name}: caption is {len(raw)} bytes, over the "
-                                 f"{self.config.max_caption_bytes}-byte limit", source_id=item.source_id,
-                                 payload=raw)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadRecordError(f"{caption_name}: caption is not UTF-8 ({exc.reason} at byte {exc.start}); "
-                                 "save it as UTF-8", source_id=item.source_id, payload=raw) from None
+            return "", b"", TEXT_MEDIA_TYPE, None
+        text = decode_caption(caption_name, raw, source_id=item.source_id, max_bytes=self.config.max_caption_bytes)
         event_time = None
         if caption_name.lower().endswith(".json"):
-            text, event_time = self._parse_json_sidecar(item, text, raw)
-            media_type = "application/json"
+            caption, event_time, _ = parse_json_sidecar(caption_name, text, raw, source_id=item.source_id)
+            text, media_type = caption or "", JSON_MEDIA_TYPE
         else:
-            media_type = "text/plain; charset=utf-8"
+            media_type = TEXT_MEDIA_TYPE
         if not text.strip():
             raise BadRecordError(f"{caption_name}: empty caption; write the caption text or remove the file",
                                  source_id=item.source_id, payload=image_bytes)
         return text.strip(), raw, media_type, event_time
-
-    def _parse_json_sidecar(self, item: Item, text: str, raw: bytes) -> tuple[str, datetime | None]:
-        caption_name = item.ref.get("caption", "")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadRecordError(f"{caption_name}: invalid JSON sidecar ({exc.msg} at line {exc.lineno}); fix it "
-                                 "or use a .txt caption", source_id=item.source_id, payload=raw) from None
-        if not isinstance(data, dict) or not isinstance(data.get("caption"), str):
-            raise BadRecordError(f"{caption_name}: JSON sidecar needs a string field 'caption'",
-                                 source_id=item.source_id, payload=raw)
-        event_time = None
-        if data.get("event_time") is not None:
-            try:
-                event_time = ensure_utc(datetime.fromisoformat(str(data["event_time"])), name="event_time")
-            except ValueError as exc:
-                raise BadRecordError(f"{caption_name}: event_time {data['event_time']!r} is not an ISO 8601 "
-                                     f"time with a UTC offset ({exc})", source_id=item.source_id,
-                                     payload=raw) from None
-        return data["caption"], event_time
-
-
-# JPEG markers without a length field (TEM, RSTn, SOI, EOI).
-_STANDALONE = {0x01, *range(0xD0, 0xDA)}
-
-
-def jpeg_is_complete(data: bytes) -> bool:
-    """True if the JPEG's segments lead to a scan that ends with an EOI marker.
-
-    Walks the header segments by their lengths (so an EXIF thumbnail's own
-    markers are skipped) to the first start-of-scan, then looks for EOI after
-    it.  Inside scan data every 0xFF byte is stuffed or a restart marker, so
-    the first 0xFFD9 there is the real end.
-    """
-    if not data.startswith(b"\xff\xd8"):
-        return False
-    pos, size = 2, len(data)
-    while pos + 4 <= size:
-        if data[pos] != 0xFF:
-            return False
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if length < 2:
-            return False
-        if marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", pos + 2 + length) != -1
-        pos += 2 + length
-    return False

@@ -16,6 +16,14 @@ ENTRY_POINT_GROUP = "rosetta.connectors"
 #: Built-in connectors: short name -> "module:Class".
 BUILTIN: dict[str, str] = {
     "image_folder": "connectors.image_folder:ImageFolderConnector",
+    "s3_prefix": "connectors.s3_prefix:S3PrefixConnector",
+    "webdataset": "connectors.webdataset:WebDatasetConnector",
+    "tabular": "connectors.tabular:TabularConnector",
+    "sql": "connectors.sql:SqlConnector",
+    "rest_api": "connectors.rest_api:RestApiConnector",
+    "clinical_reports": "connectors.clinical_reports:ClinicalReportsConnector",
+    "dicom_files": "connectors.dicom_files:DicomFilesConnector",
+    "mqtt_events": "connectors.mqtt_events:MqttEventsConnector",
     # `rosetta connector new NAME` adds new connectors above this line
 }
 
