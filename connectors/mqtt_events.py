@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from connectors.image_folder import jpeg_is_complete
+from connectors.media import jpeg_is_complete
 from connectors.sdk import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
 from rosetta.core.timeutil import ensure_utc

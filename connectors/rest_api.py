@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from connectors.sdk.base import Connector, ConnectorConfig, Item, State, Window
-from connectors.tabular import RowMapping, jsonable, problem_error, select_new, zone_from_name
+from connectors.sdk.rows import RowMapping, jsonable, problem_error, select_new, zone_from_name
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
 from schemas.records import RawObject, SourceRecord
 

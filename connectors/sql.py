@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectors.sdk.base import Connector, ConnectorConfig, CursorValue, Item, State, Window
-from connectors.tabular import RowMapping, jsonable, problem_error, select_new, zone_from_name
+from connectors.sdk.rows import RowMapping, jsonable, problem_error, select_new, zone_from_name
 from rosetta.core.errors import ConfigError, RetriableError
 from rosetta.core.timeutil import coerce_utc, isoformat_z
 from schemas.records import SourceRecord

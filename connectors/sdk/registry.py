@@ -24,6 +24,9 @@ BUILTIN: dict[str, str] = {
     "clinical_reports": "connectors.clinical_reports:ClinicalReportsConnector",
     "dicom_files": "connectors.dicom_files:DicomFilesConnector",
     "mqtt_events": "connectors.mqtt_events:MqttEventsConnector",
+    "coco": "connectors.coco:CocoConnector",
+    "video_subtitles": "connectors.video_subtitles:VideoSubtitlesConnector",
+    "documents": "connectors.documents:DocumentsConnector",
     # `rosetta connector new NAME` adds new connectors above this line
 }
 
