@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "coco": "connectors.coco:CocoConnector",
     "video_subtitles": "connectors.video_subtitles:VideoSubtitlesConnector",
     "documents": "connectors.documents:DocumentsConnector",
+    "machine_logs": "connectors.machine_logs:MachineLogsConnector",
     # `rosetta connector new NAME` adds new connectors above this line
 }
 
