@@ -1,6 +1,6 @@
 # Rosetta: two commands do all the set-up on a fresh machine.
 #   make demo   - create .venv, install the pinned dependencies, run the ingestion DAG on the sample photos
-#   make test   - create/update .venv, run the tests (they start the services they need)
+#   make test   - create/update .venv, install Orthanc if missing, run the tests (they start the services they need)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast lint typecheck bench lock clean
+.PHONY: venv system-deps demo test test-fast lint typecheck bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Rosetta needs Python 3.11 (set PYTHON=python3.11)")'
@@ -23,10 +23,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# Orthanc (the PACS the DICOM network tests run against) comes from Debian's packages.
+system-deps:
+	@test -x /usr/sbin/Orthanc && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb; }
+
 demo: venv
 	$(BIN)/rosetta demo
 
-test: venv
+test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -113,11 +113,23 @@ class DicomFilesConnector(Connector[DicomFilesConfig]):
             data = (self.config.root / rel).read_bytes()
         except OSError as exc:
             raise BadRecordError(f"{rel}: {item.problem or exc.strerror}", source_id=item.source_id) from None
-        ds = self._read(rel, data, item.source_id)
-        event_time, origin = self.event_time(ds)
+        yield self.record(item.source_id, data, rel)
+
+    def record(self, source_id: str, data: bytes, label: str) -> SourceRecord:
+        """One instance's bytes as a record (also used by the DICOMweb and DIMSE connectors).
+
+        ``label`` names the instance in messages (a path, a URL, a peer and UID).  BadRecordError
+        (with the bytes) if they are not a whole instance, it has no date, or its pixels cannot be
+        decoded.
+        """
+        ds = self._read(label, data, source_id)
+        try:
+            event_time, origin = self.event_time(ds)
+        except BadRecordError as exc:
+            raise BadRecordError(f"{label}: {exc.reason}", source_id=source_id, payload=data) from None
         objects = [RawObject("dicom", data, "application/dicom")]
         if self.config.render and "PixelData" in ds:
-            objects.append(RawObject("image", self._render(rel, ds, data, item.source_id), "image/png"))
+            objects.append(RawObject("image", self._render(label, ds, data, source_id), "image/png"))
         keys = {key: str(ds.get(attr)) for key, attr in (
             ("patient_id", "PatientID"), ("accession", "AccessionNumber"), ("study_uid", "StudyInstanceUID"),
             ("series_uid", "SeriesInstanceUID"), ("sop_uid", "SOPInstanceUID")) if ds.get(attr)}
@@ -125,8 +137,8 @@ class DicomFilesConnector(Connector[DicomFilesConfig]):
                     "rows": int(ds.get("Rows", 0) or 0), "columns": int(ds.get("Columns", 0) or 0),
                     "frames": int(ds.get("NumberOfFrames", 1) or 1),
                     "transfer_syntax": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ""))}
-        yield SourceRecord(source=self.source, source_id=item.source_id, event_time=event_time,
-                           objects=tuple(objects), keys=keys, metadata=metadata, event_time_origin=origin)
+        return SourceRecord(source=self.source, source_id=source_id, event_time=event_time,
+                            objects=tuple(objects), keys=keys, metadata=metadata, event_time_origin=origin)
 
     def _read(self, rel: str, data: bytes, source_id: str) -> Any:
         import pydicom

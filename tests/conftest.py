@@ -35,6 +35,9 @@ for var in ("ROSETTA_OBJECT_STORE_URL", "ROSETTA_QDRANT_URL", "ROSETTA_QDRANT_PA
     os.environ.pop(var, None)
 
 
+from tests.dicom_network_fixtures import orthanc  # noqa: E402, F401 - session fixture: a real Orthanc PACS
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 

@@ -28,6 +28,8 @@ BUILTIN: dict[str, str] = {
     "video_subtitles": "connectors.video_subtitles:VideoSubtitlesConnector",
     "documents": "connectors.documents:DocumentsConnector",
     "machine_logs": "connectors.machine_logs:MachineLogsConnector",
+    "dicomweb": "connectors.dicomweb:DicomWebConnector",
+    "dicom_dimse": "connectors.dicom_dimse:DicomDimseConnector",
     # `rosetta connector new NAME` adds new connectors above this line
 }
 
