@@ -55,29 +55,14 @@ class S3ObjectStore(ObjectStore):
         return self._client
 
     def _build_client(self) -> BaseClient:
-        import boto3
-        from botocore.config import Config
+        from rosetta.core.s3 import build_s3_client
 
         cfg = self.config
-        secret = cfg.aws_secret_access_key.get_secret_value() if cfg.aws_secret_access_key else None
-        session = boto3.session.Session()
-        return session.client(
-            "s3",
-            endpoint_url=cfg.endpoint_url,
-            region_name=cfg.region_name,
-            aws_access_key_id=cfg.aws_access_key_id,
-            aws_secret_access_key=secret,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"mode": "standard", "max_attempts": cfg.max_attempts},
-                max_pool_connections=cfg.max_connections,
-                connect_timeout=cfg.connect_timeout_s,
-                read_timeout=cfg.read_timeout_s,
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        return build_s3_client(endpoint_url=cfg.endpoint_url, region_name=cfg.region_name,
+                               aws_access_key_id=cfg.aws_access_key_id,
+                               aws_secret_access_key=cfg.aws_secret_access_key, max_attempts=cfg.max_attempts,
+                               connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s,
+                               max_connections=cfg.max_connections)
 
     def close(self) -> None:
         if self._client is not None:
