@@ -15,7 +15,7 @@ class MqttEventsHarness:
     def make_source(self, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
         options = {"source": "contract_mqtt", "topic": f"{unique('contract')}/events",
                    "client_id": unique("rosetta-contract"), "spool_dir": str(tmp_path / "spool"),
-                   "drain_seconds": 5, "idle_seconds": 0.25}
+                   "drain_seconds": 10, "idle_seconds": 0.6}
         load_connector(self.name, options).drain()  # open the persistent session
         publish(options["topic"], event("a", device="cam-1"), event("b", device="cam-2"), event("c"))
         return options

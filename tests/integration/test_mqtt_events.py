@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def _options(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {"source": "cams", "topic": f"{unique('factory')}/shots", "client_id": unique("rosetta-test"),
-            "spool_dir": str(tmp_path / "spool"), "drain_seconds": 5, "idle_seconds": 0.25, **extra}
+            "spool_dir": str(tmp_path / "spool"), "drain_seconds": 10, "idle_seconds": 0.6, **extra}
 
 
 def test_session_survives_between_runs_and_nothing_is_read_twice(tmp_path: Path) -> None:
