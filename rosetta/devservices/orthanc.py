@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rosetta.devservices.ports import free_port_block
+from rosetta.devservices.ports import free_port_block, stop_process_group
 
 ORTHANC_BINARY = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -135,13 +134,7 @@ class Orthanc:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process)
         self.process = None
 
     def __enter__(self) -> Orthanc:

@@ -1,9 +1,12 @@
-"""Free loopback ports for services the tests start."""
+"""Free loopback ports for the services tests start, and stopping them again."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
+import subprocess
 
 
 def port_is_free(port: int) -> bool:
@@ -26,3 +29,16 @@ def free_port_block(size: int, *, extra_offsets: tuple[int, ...] = (), low: int 
         if all(port_is_free(p) for p in wanted):
             return base
     raise RuntimeError(f"no block of {size} free loopback ports found in {low}..{high}")
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 15.0) -> None:
+    """SIGTERM the process group a service was started in (``start_new_session=True``), SIGKILL after
+    ``grace_s`` seconds, and reap it."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-from rosetta.devservices.ports import free_port_block
+from rosetta.devservices.ports import free_port_block, stop_process_group
 
 DEFAULT_ACCESS_KEY = "rosetta-test-access"
 DEFAULT_SECRET_KEY = "rosetta-test-secret-0123456789"
@@ -98,13 +97,7 @@ class SeaweedFS:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process)
         self.process = None
         for leftover in glob.glob(f"/tmp/seaweedfs-*-grpc-{self.base_port}*.sock") + glob.glob(
                 f"/tmp/seaweedfs-*-{self.base_port + 10000}*.sock"):
