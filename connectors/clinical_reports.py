@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.sdk import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
-from rosetta.core.timeutil import ensure_utc, from_timestamp
+from rosetta.core.timeutil import ensure_utc
 from schemas.records import RawObject, SourceRecord
 
 ACCESSION_CODES = {"ACSN"}  # v2-0203 identifier type for accession numbers
@@ -65,7 +65,7 @@ class ClinicalReportsConnector(Connector[ClinicalReportsConfig]):
             if path.name.startswith(".") or suffix not in (".ndjson", ".hl7"):
                 continue
             stat = path.stat()
-            if window.bounded and not window.contains(from_timestamp(stat.st_mtime)):
+            if not window.contains_mtime_ns(stat.st_mtime_ns):
                 continue
             cursor = stat.st_mtime_ns
             for index, source_id, problem in self._entries(path):

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.sdk import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
-from rosetta.core.timeutil import ensure_utc, from_timestamp
+from rosetta.core.timeutil import ensure_utc
 from schemas.records import RawObject, SourceRecord
 
 NOT_DICOM_SUFFIXES = {".txt", ".md", ".json", ".xml", ".html", ".csv", ".pdf", ".zip", ".py"}
@@ -74,7 +74,7 @@ class DicomFilesConnector(Connector[DicomFilesConfig]):
             except OSError:
                 yield Item(source_id=rel, ref={"path": rel}, problem="listed in the DICOMDIR but missing on disk")
                 continue
-            if window.bounded and not window.contains(from_timestamp(stat.st_mtime)):
+            if not window.contains_mtime_ns(stat.st_mtime_ns):
                 continue
             item = Item(source_id=rel, cursor=stat.st_mtime_ns, ref={"path": rel})
             if state.is_new(item):

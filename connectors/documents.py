@@ -222,7 +222,7 @@ class DocumentsConnector(Connector[DocumentsConfig]):
                 path = Path(dirpath, name)
                 rel = path.relative_to(self.root).as_posix()
                 mtime_ns = path.stat().st_mtime_ns
-                if window.bounded and not window.contains(from_timestamp(mtime_ns / 1e9)):
+                if not window.contains_mtime_ns(mtime_ns):
                     continue
                 item = Item(source_id=rel, cursor=mtime_ns,
                             ref={"path": rel, "kind": "pdf" if suffix in PDF_SUFFIXES else "html"})

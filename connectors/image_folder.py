@@ -79,9 +79,7 @@ class ImageFolderConnector(Connector[ImageFolderConfig]):
         """What is new in the folder after ``state`` and inside ``window``, sorted by source id."""
         state, window = state or State(), window or Window()
         items = [item for item in self._scan() if item.problem is not None or state.is_new(item)]
-        if window.bounded:
-            items = [item for item in items if window.contains(from_timestamp(int(item.cursor or 0) / 1e9))]
-        return items
+        return [item for item in items if window.contains_mtime_ns(int(item.cursor or 0))]
 
     def _scan(self) -> list[Item]:
         """Everything in the folder, sorted by source id (deterministic batches)."""

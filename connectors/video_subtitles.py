@@ -342,9 +342,7 @@ class VideoSubtitlesConnector(Connector[VideoSubtitlesConfig]):
     def list_items(self, state: State, window: Window) -> list[Item]:
         """New videos (and unusable sidecars) after ``state``, inside ``window`` by mtime, by source id."""
         items = list(self.new_items(self._scan(), state))
-        if window.bounded:
-            items = [item for item in items if window.contains(from_timestamp(int(item.cursor or 0) / 1e9))]
-        return items
+        return [item for item in items if window.contains_mtime_ns(int(item.cursor or 0))]
 
     def _scan(self) -> list[Item]:
         self.check()

@@ -101,7 +101,7 @@ class WebDatasetConnector(Connector[WebDatasetConfig]):
                 mtime_ns = shard.stat().st_mtime_ns
             except OSError:  # deleted while listing
                 continue
-            if window.bounded and not window.contains(from_timestamp(mtime_ns / 1e9)):
+            if not window.contains_mtime_ns(mtime_ns):
                 continue
             items.extend(self.new_items(self.scan_shard(shard), state))
         return sorted(items, key=lambda item: item.source_id)

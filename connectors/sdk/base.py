@@ -13,7 +13,7 @@ from pydantic import Field
 
 from rosetta.core.config import StrictModel
 from rosetta.core.errors import ConfigError
-from rosetta.core.timeutil import ensure_utc
+from rosetta.core.timeutil import ensure_utc, from_timestamp
 from schemas.records import SourceRecord
 
 CursorValue = str | int | float
@@ -55,6 +55,13 @@ class Window:
         """True if ``moment`` (tz-aware) is in ``[start, end)``."""
         moment = ensure_utc(moment)
         return (self.start is None or moment >= self.start) and (self.end is None or moment < self.end)
+
+    def contains_mtime_ns(self, mtime_ns: int) -> bool:
+        """True if a file modification time (ns since the epoch, as ``st_mtime_ns``) is in the window.
+
+        File-based connectors select a backfill by modification time; always True when unbounded.
+        """
+        return not self.bounded or self.contains(from_timestamp(mtime_ns / 1e9))
 
 
 @dataclass(frozen=True, slots=True)
