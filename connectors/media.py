@@ -267,8 +267,8 @@ def _plain_jpeg(data: bytes) -> bool:
             if not height or not width:
                 return False
             framed = True
-        if marker == 0xDA:
-            return framed and data.find(b"\xff\xd9", pos + 2 + length) != -1
+        if marker == 0xDA:  # the scan runs to EOI: at the very end, or before trailing padding
+            return framed and (data.endswith(b"\xff\xd9") or data.find(b"\xff\xd9", pos + 2 + length) != -1)
         pos += 2 + length
     return False
 

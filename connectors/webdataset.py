@@ -24,8 +24,11 @@ are not read: WebDataset shards are plain tar so members can be read in place.
 
 from __future__ import annotations
 
+import os
 import re
 import tarfile
+import threading
+from collections import OrderedDict
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,73 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", *sorted(s[1:] for s in IMAGE_S
 TAIL_ID = "_unreadable_tail"
 _KEY_EXT = re.compile(r"^((?:.*/)?[^./][^./]*)\.([^/]*)$")  # WebDataset's base_plus_ext, hidden names excluded
 _BLOCK = tarfile.BLOCKSIZE
+_ZERO_BLOCK = bytes(_BLOCK)
+_OPEN_SHARDS = 32  # descriptors kept open for fetching (least recently used closed first)
+# Header types the fast walk reads itself: regular files (tarfile's REGTYPE, AREGTYPE, CONTTYPE), links,
+# devices, fifos and folders.  Anything else (GNU long names, pax headers, sparse files) goes to tarfile.
+_FAST_REGULAR = frozenset(b"0\x007")
+_FAST_OTHER = frozenset(b"123456")
+
+# (name, is_dir, regular, offset of the data, size, mtime): what listing needs of a member
+_Member = tuple[str, bool, bool, int, int, int]
+
+
+def _octal(field: bytes) -> int | None:
+    """A header number (NUL/space padded octal); None for base-256 or garbage (tarfile then decides)."""
+    text = field.split(b"\0", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        return None
+
+
+def _fast_members(handle: Any, shard_size: int) -> tuple[list[_Member], int] | None:
+    """The members of a plain ustar/GNU/v7 shard and where they end, read straight from the headers.
+
+    The same reading as :mod:`tarfile` for the headers tar writers emit for WebDataset shards, at a
+    fraction of the cost.  Returns None at the first thing it does not handle itself (a long name or
+    pax header, a base-256 number, a bad checksum, a header cut short, no end marker): the caller
+    then reads the shard with :mod:`tarfile`, which gives the authoritative answer and error.
+    """
+    members: list[_Member] = []
+    offset = 0
+    while True:
+        handle.seek(offset)
+        block = handle.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return None
+        if block == _ZERO_BLOCK:
+            return members, offset
+        kind = block[156]
+        if kind not in _FAST_REGULAR and kind not in _FAST_OTHER:
+            return None
+        checksum = _octal(block[148:156])
+        if checksum is None or checksum != sum(block) - sum(block[148:156]) + 256:
+            return None
+        size, mtime = _octal(block[124:136]), _octal(block[136:148])
+        if size is None or mtime is None:
+            return None
+        name = block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        prefix = block[345:500].split(b"\0", 1)[0]
+        is_dir = kind == 0x35 or (kind == 0 and name.endswith("/"))
+        if is_dir:
+            name = name.rstrip("/")
+        if prefix:
+            name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+        regular = kind in _FAST_REGULAR and not is_dir
+        members.append((name, is_dir, regular, offset + _BLOCK, size, mtime))
+        offset += _BLOCK
+        if regular:
+            offset += -(-size // _BLOCK) * _BLOCK
+        if offset > shard_size:
+            return None
+
+
+def _tarfile_member(member: tarfile.TarInfo) -> _Member:
+    return (member.name, member.isdir(), member.isreg() and not member.issparse(), member.offset_data,
+            member.size, int(member.mtime))
 
 
 class WebDatasetConfig(ConnectorConfig):
@@ -79,6 +149,17 @@ class WebDatasetConnector(Connector[WebDatasetConfig]):
     def __init__(self, config: WebDatasetConfig) -> None:
         super().__init__(config)
         self.root = config.root.expanduser().resolve()
+        # fetch reads members with os.pread from one descriptor per shard and thread (LRU, closed by close())
+        self._local = threading.local()
+        self._fds: set[int] = set()
+        self._fds_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._fds_lock:
+            fds, self._fds = self._fds, set()
+        for fd in fds:
+            os.close(fd)
+        self._local = threading.local()
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -117,19 +198,26 @@ class WebDatasetConnector(Connector[WebDatasetConfig]):
         tail: Item | None = None
         with shard.open("rb") as handle:
             end, damage = 0, ""
-            try:
-                with tarfile.open(fileobj=handle, mode="r:") as tar:
-                    for member in tar:
-                        end = tar.offset  # where the next header starts
-                        self._add_member(member, stat.st_size, samples, problems)
-                    end = tar.offset
-                handle.seek(end)  # a complete tar has zero blocks where its members end
-                marker = handle.read(_BLOCK)
-                if len(marker) < _BLOCK or marker.strip(b"\0"):
-                    damage = ("no end-of-archive marker where the members end: the shard is truncated or has "
-                              "garbage after its last member")
-            except (tarfile.TarError, EOFError, OSError) as exc:
-                damage = f"{type(exc).__name__}: {exc}"
+            fast = _fast_members(handle, stat.st_size)
+            if fast is not None:  # a clean shard: its headers read directly, its end marker found
+                headers, end = fast
+                for member in headers:
+                    self._add_member(member, stat.st_size, samples, problems)
+            else:
+                try:
+                    handle.seek(0)
+                    with tarfile.open(fileobj=handle, mode="r:") as tar:
+                        for info in tar:
+                            end = tar.offset  # where the next header starts
+                            self._add_member(_tarfile_member(info), stat.st_size, samples, problems)
+                        end = tar.offset
+                    handle.seek(end)  # a complete tar has zero blocks where its members end
+                    marker = handle.read(_BLOCK)
+                    if len(marker) < _BLOCK or marker.strip(b"\0"):
+                        damage = ("no end-of-archive marker where the members end: the shard is truncated or "
+                                  "has garbage after its last member")
+                except (tarfile.TarError, EOFError, OSError) as exc:
+                    damage = f"{type(exc).__name__}: {exc}"
             if damage:
                 end = min(end, stat.st_size)
                 tail = Item(source_id=f"{shard_id}/{TAIL_ID}", cursor=cursor,
@@ -147,46 +235,46 @@ class WebDatasetConnector(Connector[WebDatasetConfig]):
                               problem=problem))
         return [*items, *([tail] if tail else [])]
 
-    def _add_member(self, member: tarfile.TarInfo, shard_size: int, samples: dict[str, dict[str, dict[str, Any]]],
+    def _add_member(self, member: _Member, shard_size: int, samples: dict[str, dict[str, dict[str, Any]]],
                     problems: dict[str, str]) -> None:
-        if member.isdir():
+        name, is_dir, regular, offset, size, mtime = member
+        if is_dir:
             return
-        match = _KEY_EXT.match(member.name.removeprefix("./"))
+        match = _KEY_EXT.match(name.removeprefix("./"))
         if match is None:  # hidden members (macOS ._ files) and names without an extension are no sample
             return
         key, ext = match.group(1), match.group(2).lower()
         members = samples.setdefault(key, {})
         if ext in members:
-            problems.setdefault(key, f"member {member.name} appears twice in the shard; write each member once")
+            problems.setdefault(key, f"member {name} appears twice in the shard; write each member once")
             return
-        members[ext] = {"name": member.name, "offset": member.offset_data, "size": member.size,
-                        "mtime": member.mtime}
-        if not member.isreg() or member.issparse():
-            problems.setdefault(key, f"member {member.name} is not a regular file; store the bytes themselves")
-        elif member.offset_data + member.size > shard_size:
-            problems.setdefault(key, f"member {member.name} is cut short: {member.size} bytes from byte "
-                                     f"{member.offset_data} but the shard ends at byte {shard_size}")
+        members[ext] = {"name": name, "offset": offset, "size": size, "mtime": mtime}
+        if not regular:
+            problems.setdefault(key, f"member {name} is not a regular file; store the bytes themselves")
+        elif offset + size > shard_size:
+            problems.setdefault(key, f"member {name} is cut short: {size} bytes from byte "
+                                     f"{offset} but the shard ends at byte {shard_size}")
 
     # -- fetching ------------------------------------------------------------------------------
     def fetch(self, item: Item) -> list[SourceRecord]:
         """Read the sample's members in place and build its record (BadRecordError if unusable)."""
         shard = self.root / item.ref["shard"]
         if item.problem is None:
-            item = self._current(shard, item)
+            fd, item = self._current(shard, item)
         if item.problem is not None:
             raise BadRecordError(item.problem, source_id=item.source_id, payload=self._problem_bytes(shard, item))
         members: dict[str, dict[str, Any]] = item.ref["members"]
         image_ext = next(ext for ext in IMAGE_EXTENSIONS if ext in members)
         image_member = members[image_ext]
         image_name = f"{item.ref['shard']}:{image_member['name']}"
-        image = self._read(shard, image_member, item.source_id)
+        image = self._read(fd, shard, image_member, item.source_id)
         media_type, _ = check_image(image_name, image, source_id=item.source_id, zone=UTC)
         sidecars = read_sidecars(
             source_id=item.source_id, image=image,
-            txt=(f"{item.ref['shard']}:{members['txt']['name']}", self._read(shard, members["txt"], item.source_id))
+            txt=(f"{item.ref['shard']}:{members['txt']['name']}", self._read(fd, shard, members["txt"], item.source_id))
             if "txt" in members else None,
             json_sidecar=(f"{item.ref['shard']}:{members['json']['name']}",
-                          self._read(shard, members["json"], item.source_id)) if "json" in members else None,
+                          self._read(fd, shard, members["json"], item.source_id)) if "json" in members else None,
             max_bytes=self.config.max_caption_bytes, require_caption=self.config.require_caption,
             missing_hint=f"add a .txt member (or a .json with 'caption') for {image_name}")
         if sidecars.event_time is not None:
@@ -200,30 +288,58 @@ class WebDatasetConnector(Connector[WebDatasetConfig]):
             event_time_origin=origin,
             metadata={"shard": item.ref["shard"], "member": image_member["name"], "other_members": others})]
 
-    def _current(self, shard: Path, item: Item) -> Item:
-        """``item`` as the shard holds it now: rescanned if the shard was rewritten since listing."""
-        try:
-            mtime_ns = shard.stat().st_mtime_ns
-        except OSError as exc:
-            raise BadRecordError(f"shard {item.ref['shard']} cannot be read ({exc.strerror}); it was removed "
-                                 "after listing", source_id=item.source_id) from None
-        if mtime_ns == item.cursor:
-            return item
+    def _current(self, shard: Path, item: Item) -> tuple[int, Item]:
+        """An open descriptor of the shard and ``item`` as the shard holds it now (rescanned if rewritten)."""
+        fd = self._shard_fd(shard, item.source_id)
+        if os.fstat(fd).st_mtime_ns == item.cursor:
+            return fd, item
+        self._forget_fd(shard)  # replaced or rewritten since listing: read what is there now
+        fd = self._shard_fd(shard, item.source_id)
         fresh = next((i for i in self.scan_shard(shard) if i.source_id == item.source_id), None)
         if fresh is None:
             raise BadRecordError(f"sample is no longer in shard {item.ref['shard']}, which was rewritten after "
                                  "listing", source_id=item.source_id)
-        return fresh
+        return fd, fresh
 
-    def _read(self, shard: Path, member: dict[str, Any], source_id: str) -> bytes:
+    def _shard_fd(self, shard: Path, source_id: str) -> int:
+        """This thread's open descriptor of ``shard`` (opened on first use; the least recently used closed)."""
+        cache: OrderedDict[Path, int] | None = getattr(self._local, "fds", None)
+        if cache is None:
+            cache = self._local.fds = OrderedDict()
+        fd = cache.get(shard)
+        if fd is not None:
+            cache.move_to_end(shard)
+            return fd
+        try:
+            fd = os.open(shard, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise BadRecordError(f"shard {shard.relative_to(self.root).as_posix()} cannot be read ({exc.strerror}); "
+                                 "it was removed after listing", source_id=source_id) from None
+        with self._fds_lock:
+            self._fds.add(fd)
+        cache[shard] = fd
+        if len(cache) > _OPEN_SHARDS:
+            _, old = cache.popitem(last=False)
+            self._close_fd(old)
+        return fd
+
+    def _forget_fd(self, shard: Path) -> None:
+        cache: OrderedDict[Path, int] | None = getattr(self._local, "fds", None)
+        if cache is not None and shard in cache:
+            self._close_fd(cache.pop(shard))
+
+    def _close_fd(self, fd: int) -> None:
+        with self._fds_lock:
+            self._fds.discard(fd)
+        os.close(fd)
+
+    def _read(self, fd: int, shard: Path, member: dict[str, Any], source_id: str) -> bytes:
         size = int(member["size"])
         if size > self.config.max_member_bytes:
             raise BadRecordError(f"{shard.name}:{member['name']} is {size} bytes, over max_member_bytes "
                                  f"({self.config.max_member_bytes})", source_id=source_id)
         try:
-            with shard.open("rb") as handle:
-                handle.seek(int(member["offset"]))
-                data = handle.read(size)
+            data = os.pread(fd, size, int(member["offset"]))
         except OSError as exc:
             raise BadRecordError(f"{shard.name}:{member['name']}: cannot read ({exc.strerror})",
                                  source_id=source_id) from None

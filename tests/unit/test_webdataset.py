@@ -228,3 +228,55 @@ def test_nested_shards_with_a_pattern_and_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pattern"):
         load_connector("webdataset", {"root": str(tmp_path), "pattern": "../*.tar"})
     assert isinstance(load_connector("webdataset", {"root": str(tmp_path)}), WebDatasetConnector)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_header_walk_lists_what_tarfile_lists_in_every_format(tmp_path: Path, fmt: int) -> None:
+    """Plain headers are read directly; long names, pax headers and the rest go through tarfile."""
+    from connectors.webdataset import _fast_members, _tarfile_member
+
+    deep = "d" * 60 + "/" + "e" * 60  # over 100 characters: a ustar prefix, a GNU long name or a pax path
+    shard = tmp_path / "s.tar"
+    with tarfile.open(shard, "w", format=fmt) as tar:
+        for name, data in [("a.png", _png()), ("a.txt", b"caption a"), (f"{deep}/b.png", _png()),
+                           (f"{deep}/b.txt", "caption b \u00e9".encode())]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), MTIME
+            tar.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo("sub")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        link = tarfile.TarInfo("c.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "a.png"
+        tar.addfile(link)
+    with tarfile.open(shard) as tar:
+        expected = [_tarfile_member(m) for m in tar]
+    with shard.open("rb") as handle:
+        fast = _fast_members(handle, shard.stat().st_size)
+    if fmt == tarfile.USTAR_FORMAT:
+        assert fast is not None and fast[0] == expected
+    else:  # long names need tarfile's reading
+        assert fast is None
+    items = {i.source_id: i for i in _connector(tmp_path).list_items()}
+    assert sorted(items) == ["s/a", "s/c", f"s/{deep}/b"]
+    assert "not a regular file" in (items["s/c"].problem or "")
+    connector = _connector(tmp_path)
+    assert connector.fetch(items[f"s/{deep}/b"])[0].text == "caption b \u00e9"
+    assert connector.fetch(items["s/a"])[0].text == "caption a"
+    connector.close()
+
+
+def test_corrupt_header_checksum_is_left_to_tarfile(tmp_path: Path) -> None:
+    from connectors.webdataset import _fast_members
+
+    shard = write_shard(tmp_path / "s.tar", [("a.png", _png()), ("a.txt", b"a"), ("b.png", _png()),
+                                             ("b.txt", b"b")])
+    raw = bytearray(shard.read_bytes())
+    second = 512 + -(-len(_png()) // 512) * 512 + 512 + 512  # header of b.png
+    raw[second + 10] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with shard.open("rb") as handle:
+        assert _fast_members(handle, len(raw)) is None
+    items = _connector(tmp_path).list_items()
+    assert [i.source_id for i in items] == ["s/_unreadable_tail", "s/a"]
+    assert "unreadable from byte" in (items[0].problem or "")
