@@ -37,8 +37,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from connectors.dicomweb import SEEN_SET_CURSOR, dicom_reader, study_date_range, study_moment
-from connectors.sdk.base import Connector, ConnectorConfig, Item, State, Window
+from connectors.dicom_records import DicomRecordConfig, DicomRecords
+from connectors.dicomweb import SEEN_SET_CURSOR, study_date_range, study_moment
+from connectors.sdk.base import Connector, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
 from rosetta.core.timeutil import from_timestamp
 from schemas.records import SourceRecord
@@ -53,13 +54,13 @@ STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
 
-class DicomDimseConfig(ConnectorConfig):
+class DicomDimseConfig(DicomRecordConfig):
     """The peer (retrieve mode) or the spool folder (spool mode).
 
     ``host``/``port``/``called_ae``: the peer; ``calling_ae``: this side's AE title (the peer must
     accept it).  ``filters``: study-level C-FIND matching keys (keyword -> value, e.g. PatientID,
-    AccessionNumber, ModalitiesInStudy; DICOM wildcards allowed).  ``timezone``: the site's IANA
-    zone for times without an offset.  Timeouts are seconds.
+    AccessionNumber, ModalitiesInStudy; DICOM wildcards allowed).  Timeouts are seconds.  Timezone,
+    rendering and de-identification as :class:`~connectors.dicom_records.DicomRecordConfig`.
     """
 
     mode: Literal["retrieve", "spool"] = "retrieve"
@@ -69,8 +70,6 @@ class DicomDimseConfig(ConnectorConfig):
     calling_ae: str = Field(default="ROSETTA", pattern=AE_TITLE)
     spool_dir: Path | None = None
     filters: dict[str, str] = Field(default_factory=dict)
-    timezone: str = "UTC"
-    render: bool = True
     connect_timeout_s: float = Field(default=10.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=120.0, gt=0)
@@ -95,7 +94,7 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
 
     def __init__(self, config: DicomDimseConfig) -> None:
         super().__init__(config)
-        self.reader = dicom_reader(config.source, config.timezone, config.render)
+        self.reader = DicomRecords(config)
         from pydicom.datadict import tag_for_keyword
 
         unknown = [keyword for keyword in config.filters if tag_for_keyword(keyword) is None]
@@ -144,6 +143,7 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
 
     def check(self) -> None:
         """Spool: the folder exists.  Retrieve: an association for C-FIND is accepted and C-ECHO answers."""
+        self.reader.check()
         if self.config.mode == "spool":
             if self.config.spool_dir is None or not self.config.spool_dir.is_dir():
                 raise ConfigError(f"spool folder {self.config.spool_dir} is not a directory; create it or start "
@@ -181,7 +181,9 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
                 continue
             if window.bounded and not window.contains(arrived):
                 continue
-            yield Item(source_id=path.stem, cursor=SEEN_SET_CURSOR, ref={"path": path.name})
+            # the receiver names files by the original SOP Instance UID: the id is its replacement
+            yield Item(source_id=self.reader.public_uid(path.stem), cursor=SEEN_SET_CURSOR,
+                       ref=self.reader.seal({"path": path.name}))
 
     def _peer_items(self, window: Window) -> Iterator[Item]:
         ae = self._ae()
@@ -211,9 +213,9 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
                             "SOPInstanceUID": "", "SOPClassUID": ""})):
                         sop = str(image.get("SOPInstanceUID", "") or "")
                         if sop:
-                            yield Item(source_id=sop, cursor=SEEN_SET_CURSOR, ref={
-                                "study": study_uid, "series": series_uid,
-                                "sop_class": str(image.get("SOPClassUID", "") or "")})
+                            yield Item(source_id=self.reader.public_uid(sop), cursor=SEEN_SET_CURSOR,
+                                       ref=self.reader.seal({"study": study_uid, "series": series_uid, "sop": sop,
+                                                             "sop_class": str(image.get("SOPClassUID", "") or "")}))
         finally:
             assoc.release()
 
@@ -241,23 +243,27 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
     # -- fetching -------------------------------------------------------------------------------------
     def fetch(self, item: Item) -> list[SourceRecord]:
         """The instance (from the spool, or by C-GET from the peer) as a record."""
+        ref = self.reader.unseal(item.ref)
         if self.config.mode == "spool":
             assert self.config.spool_dir is not None
-            path = self.config.spool_dir / item.ref["path"]
+            label = f"spooled instance {item.source_id}"
             try:
-                data = path.read_bytes()
+                path = self.config.spool_dir / ref["path"]
+                data, arrived = path.read_bytes(), from_timestamp(path.stat().st_mtime)
             except OSError as exc:
-                raise BadRecordError(f"{path}: {exc.strerror}", source_id=item.source_id) from None
-            return [self.reader.record(item.source_id, data, str(path))]
-        data = self.c_get(item)
-        return [self.reader.record(item.source_id, data, f"C-GET {item.source_id} from {self.peer}")]
+                raise BadRecordError(f"{label} in {self.config.spool_dir}: {exc.strerror}",
+                                     source_id=item.source_id) from None
+            return self.reader.records(self.source, item.source_id, data, label, arrived=arrived)
+        data = self.c_get(item, ref)
+        return self.reader.records(self.source, item.source_id, data, f"C-GET {item.source_id} from {self.peer}")
 
-    def c_get(self, item: Item) -> bytes:
-        """The Part 10 bytes of one instance, retrieved with C-GET (Study Root, IMAGE level)."""
+    def c_get(self, item: Item, ref: dict[str, Any]) -> bytes:
+        """The Part 10 bytes of one instance (``ref``: its unsealed reference), by C-GET (Study Root, IMAGE level)."""
         from pydicom.dataset import Dataset
         from pynetdicom import ALL_TRANSFER_SYNTAXES, build_role, evt
 
-        sop_class = item.ref.get("sop_class") or ""
+        sop_class = ref.get("sop_class") or ""
+        sop = ref.get("sop") or item.source_id
         if not sop_class:
             raise BadRecordError(f"{self.peer} did not report the SOP Class UID of {item.source_id}; C-GET cannot "
                                  "negotiate a storage context for it", source_id=item.source_id)
@@ -275,9 +281,9 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
                                 evt_handlers=[(evt.EVT_C_STORE, on_store)])
         query = Dataset()
         query.QueryRetrieveLevel = "IMAGE"
-        query.StudyInstanceUID = item.ref["study"]
-        query.SeriesInstanceUID = item.ref["series"]
-        query.SOPInstanceUID = item.source_id
+        query.StudyInstanceUID = ref["study"]
+        query.SeriesInstanceUID = ref["series"]
+        query.SOPInstanceUID = sop
         final: int | None = None
         failed = 0
         try:
@@ -293,11 +299,11 @@ class DicomDimseConnector(Connector[DicomDimseConfig]):
         if final in _RETRIABLE_STATUSES:
             raise RetriableError(f"{where} failed with status 0x{final:04X} (out of resources or cancelled); "
                                  "retry later")
-        if item.source_id not in received:
+        if sop not in received:
             reason = f"status 0x{final:04X}, {failed} failed sub-operation(s)" if final or failed else \
                 "the peer sent nothing: the instance left the archive after it was listed"
             raise BadRecordError(f"{where} delivered no instance ({reason})", source_id=item.source_id)
-        return received[item.source_id]
+        return received[sop]
 
 
 class DicomStoreReceiver:

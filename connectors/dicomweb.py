@@ -16,7 +16,8 @@ cursor and the state's ``seen_at_cursor`` holds the SOP Instance UIDs already co
 exactly what the archive holds and the state has not seen, whatever its dates, and an instance a
 page shift hid in one run is taken by the next.  The price is a state that grows by one UID (~60
 bytes) per instance, on top of a listing that already reads the whole (filtered) archive each run;
-narrow big archives with ``filters`` or windows.
+narrow big archives with ``filters`` or windows.  When de-identifying (the default), the source id
+is the instance's new UID and the original UIDs travel only inside the item's sealed reference.
 
 Window: the study's date and time (StudyDate + StudyTime, with TimezoneOffsetFromUTC when the
 archive returns it, otherwise ``timezone``) must lie in ``[start, end)``; the archive is asked for
@@ -34,18 +35,20 @@ Every request goes through an ``httpx.Client`` whose transport can be injected (
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.dicom_files import DicomFilesConfig, DicomFilesConnector, parse_da
-from connectors.sdk.base import Connector, ConnectorConfig, Item, State, Window
+from connectors.dicom_records import DicomRecordConfig, DicomRecords
+from connectors.sdk.base import Connector, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
 from schemas.records import SourceRecord
+from transforms.dicom.times import parse_da
 
 #: The one cursor every archive instance carries: incremental state is the set of committed SOP UIDs.
 SEEN_SET_CURSOR = 0
@@ -58,19 +61,43 @@ _WADO_ACCEPT = ('multipart/related; type="application/dicom"; transfer-syntax=*'
                 'multipart/related; type="application/dicom"')
 
 
-def dicom_reader(source: str, timezone: str, render: bool) -> DicomFilesConnector:
-    """The DICOM file connector used as parser: its header checks, event-time rules and PNG rendering."""
-    return DicomFilesConnector(DicomFilesConfig(source=source, root=Path("."), timezone=timezone, render=render))
+class _RedactArchiveUrls(logging.Filter):
+    """httpx logs every request URL at INFO; a DICOMweb URL holds original UIDs and query values (PHI).
+
+    Installed once on the ``httpx`` and ``httpcore`` loggers, it rewrites records that name a root a
+    de-identifying DICOMweb connector uses, keeping the root and the method, dropping the rest.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.roots:
+            message = record.getMessage()
+            for root in self.roots:
+                if root in message:
+                    record.msg, record.args = _ARCHIVE_PATH.sub(lambda m: m.group(1) + "/<redacted>",
+                                                                message.replace(root, "\0ROOT\0")), None
+                    record.msg = record.msg.replace("\0ROOT\0", root)
+                    break
+        return True
 
 
-def study_moment(reader: DicomFilesConnector, study_date: str, study_time: str, offset: str) -> datetime | None:
+_ARCHIVE_PATH = re.compile(r"(\0ROOT\0)[^\s\"']*")
+_REDACT = _RedactArchiveUrls()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
+def study_moment(reader: DicomRecords, study_date: str, study_time: str, offset: str) -> datetime | None:
     """StudyDate + StudyTime in UTC (``offset`` is TimezoneOffsetFromUTC, else the site zone), or None."""
     if parse_da(study_date) is None:
         return None
     return reader.event_time({"StudyDate": study_date, "StudyTime": study_time, "TimezoneOffsetFromUTC": offset})[0]
 
 
-def study_date_range(window: Window, reader: DicomFilesConnector) -> str | None:
+def study_date_range(window: Window, reader: DicomRecords) -> str | None:
     """The StudyDate range (``YYYYMMDD-YYYYMMDD``, site zone, a day wider each side for offsets) covering ``window``."""
     if not window.bounded:
         return None
@@ -79,13 +106,13 @@ def study_date_range(window: Window, reader: DicomFilesConnector) -> str | None:
     return f"{start}-{end}"
 
 
-class DicomWebConfig(ConnectorConfig):
+class DicomWebConfig(DicomRecordConfig):
     """Where the DICOMweb service is and how to talk to it.
 
     ``url``: the DICOMweb root (``http://pacs:8042/dicom-web``).  ``auth``: ``basic`` (``username`` +
     ``password``) or ``bearer`` (``token``).  ``filters``: QIDO matching keys (keyword -> value).
-    ``page_size``: QIDO ``limit``.  ``timezone``: the site's IANA zone for times without an offset.
-    ``render``: add the PNG.  ``timeout_s``, ``backoff_s``, ``max_backoff_s`` are seconds.
+    ``page_size``: QIDO ``limit``.  ``timeout_s``, ``backoff_s``, ``max_backoff_s`` are seconds.
+    Timezone, rendering and de-identification as :class:`~connectors.dicom_records.DicomRecordConfig`.
     """
 
     url: str = Field(pattern=r"^https?://")
@@ -95,8 +122,6 @@ class DicomWebConfig(ConnectorConfig):
     token: SecretStr | None = None
     filters: dict[str, str] = Field(default_factory=dict)
     page_size: int = Field(default=200, ge=1, le=10_000)
-    timezone: str = "UTC"
-    render: bool = True
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=20)
     backoff_s: float = Field(default=0.5, ge=0)
@@ -126,8 +151,10 @@ class DicomWebConnector(Connector[DicomWebConfig]):
     def __init__(self, config: DicomWebConfig, *, transport: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(config)
-        self.reader = dicom_reader(config.source, config.timezone, config.render)
+        self.reader = DicomRecords(config)
         self.root = config.url.rstrip("/")
+        if config.deid.enabled:  # request URLs carry original UIDs: never in a log line
+            _REDACT.roots.add(self.root)
         self._transport = transport
         self._sleep = sleep
         self._client: Any = None
@@ -174,6 +201,7 @@ class DicomWebConnector(Connector[DicomWebConfig]):
 
     def check(self) -> None:
         """One QIDO study query: ConfigError if the server is unreachable, the root wrong or auth refused."""
+        self.reader.check()
         try:
             response = self._get(f"{self.root}/studies", params={"limit": "1"}, retries=0)
         except RetriableError as exc:
@@ -227,13 +255,16 @@ class DicomWebConnector(Connector[DicomWebConfig]):
                                       values["TimezoneOffsetFromUTC"])
                 if moment is None or not window.contains(moment):
                     continue
-            items[sop] = Item(source_id=sop, cursor=SEEN_SET_CURSOR,
-                              ref={"study": study, "series": series, "sop_class": values["SOPClassUID"]})
-        return [items[sop] for sop in sorted(items) if state.is_new(items[sop])]
+            source_id = self.reader.public_uid(sop)  # the instance's new UID when de-identifying
+            items[source_id] = Item(source_id=source_id, cursor=SEEN_SET_CURSOR, ref=self.reader.seal(
+                {"study": study, "series": series, "sop": sop, "sop_class": values["SOPClassUID"]}))
+        return [items[uid] for uid in sorted(items) if state.is_new(items[uid])]
 
     def fetch(self, item: Item) -> list[SourceRecord]:
         """WADO-RS the instance (original transfer syntax when the server allows) and parse it."""
-        url = f"{self.root}/studies/{item.ref['study']}/series/{item.ref['series']}/instances/{item.source_id}"
+        ref = self.reader.unseal(item.ref)
+        url = f"{self.root}/studies/{ref['study']}/series/{ref['series']}/instances/{ref.get('sop', item.source_id)}"
+        label = f"{self.root} instance {item.source_id}"  # the URL holds the original UIDs: never in a message
         response = None
         for accept in _WADO_ACCEPT:
             response = self._get(url, accept=accept)
@@ -241,16 +272,17 @@ class DicomWebConnector(Connector[DicomWebConfig]):
                 break
         assert response is not None
         if response.status_code in (404, 410):
-            raise BadRecordError(f"{url} answered HTTP {response.status_code}: the instance left the archive after "
-                                 "it was listed", source_id=item.source_id)
+            raise BadRecordError(f"{label}: WADO-RS answered HTTP {response.status_code}: the instance left the "
+                                 "archive after it was listed", source_id=item.source_id)
         if response.status_code >= 400:
-            raise BadRecordError(f"{url} answered HTTP {response.status_code}: {response.text[:200]}",
+            raise BadRecordError(f"{label}: WADO-RS answered HTTP {response.status_code}",
                                  source_id=item.source_id)
         parts = multipart_parts(response.headers.get("Content-Type", ""), response.content)
         if len(parts) != 1:
-            raise BadRecordError(f"{url} answered {len(parts)} DICOM parts, expected one", source_id=item.source_id,
-                                 payload=response.content)
-        return [self.reader.record(item.source_id, parts[0], url)]
+            raise BadRecordError(f"{label}: WADO-RS answered {len(parts)} DICOM parts, expected one",
+                                 source_id=item.source_id,
+                                 payload=None if self.reader.deidentifier is not None else response.content)
+        return self.reader.records(self.source, item.source_id, parts[0], label)
 
     def close(self) -> None:
         if self._client is not None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MANIFEST_PREFIX = "manifest/"
 RECORDS_PREFIX = "records/"
+SERIES_PREFIX = "series/"
 QUARANTINE_PREFIX = "quarantine/"
 
 
@@ -222,3 +223,38 @@ def _first_occurrence(keys: list[str]) -> list[int]:
             seen.add(key)
             keep.append(index)
     return keep
+
+
+class SeriesLedger:
+    """DICOM series declared complete, once each: ``series/source=<source>/part-<run>.parquet``."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def part_key(self, source: str, run_id: str) -> str:
+        return f"{SERIES_PREFIX}source={source}/part-{safe_name(run_id)}.parquet"
+
+    def commit(self, source: str, run_id: str, rows: list[dict[str, Any]]) -> int:
+        """Write this run's completions (replacing the run's earlier attempt); returns the row count."""
+        import pyarrow as pa
+
+        from schemas.arrow import series_schema
+
+        key = self.part_key(source, run_id)
+        if not rows:
+            self.store.delete(key)
+            return 0
+        write_table(self.store, key, pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows],
+                                                          schema=series_schema()))
+        return len(rows)
+
+    def read(self, *, source: str | None = None, exclude_run_id: str | None = None) -> pa.Table:
+        from schemas.arrow import series_schema
+
+        prefix = f"{SERIES_PREFIX}source={source}/" if source else SERIES_PREFIX
+        table = _read_parts(self.store, prefix, series_schema())
+        if exclude_run_id is not None:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.not_equal(table["run_id"], exclude_run_id))
+        return table.sort_by([("completed_at", "ascending"), ("series_uid", "ascending")])

@@ -86,3 +86,23 @@ def record_schema() -> pa.Schema:
         pa.field("ingest_time", ts, nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
     ])
+
+
+def series_schema() -> pa.Schema:
+    """Schema of the series ledger: one row per DICOM series declared complete."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema([
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("study_uid", pa.string(), nullable=False),
+        pa.field("series_uid", pa.string(), nullable=False),
+        pa.field("instances", pa.int64(), nullable=False),
+        pa.field("expected", pa.int64()),
+        pa.field("reason", pa.string(), nullable=False),  # expected-count or quiet-period
+        pa.field("first_ingest", ts, nullable=False),
+        pa.field("last_ingest", ts, nullable=False),
+        pa.field("completed_at", ts, nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ])

@@ -28,6 +28,8 @@ os.environ.update({
     "TRANSFORMERS_OFFLINE": "1",
     "ROSETTA_HOME": str(_SESSION_DIR / "rosetta-home"),
     "ROSETTA_TORCH_THREADS": "2",
+    # DICOM is de-identified by default; a fresh secret per test session, as an operator would set one
+    "ROSETTA_DEID_KEY": "rosetta-tests-" + secrets.token_hex(16),
 })
 (_SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)
 for var in ("ROSETTA_OBJECT_STORE_URL", "ROSETTA_QDRANT_URL", "ROSETTA_QDRANT_PATH", "ROSETTA_AWS_CONN_ID",

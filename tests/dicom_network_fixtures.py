@@ -8,6 +8,7 @@ they are.  Tests that add data upload copies with fresh UIDs under their own Pat
 from __future__ import annotations
 
 import io
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from rosetta.devservices.ports import free_port_block
 
 BUNDLED = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm")
 RECEIVER = "rosetta-receiver"
-DATES = ("AcquisitionDateTime", "AcquisitionDate", "ContentDate", "SeriesDate", "StudyDate")
+DATES = ("AcquisitionDateTime", "AcquisitionDate", "ContentDate", "SeriesDate", "StudyDate", "InstanceCreationDate")
 
 
 def bundled_bytes(name: str) -> bytes:
@@ -57,6 +58,13 @@ def undated(ds: Any) -> None:
     for keyword in DATES:
         if keyword in ds:
             delattr(ds, keyword)
+
+
+def public_uid(uid: str) -> str:
+    """The UID a de-identifying connector gives an instance (the session's key, see conftest)."""
+    from rosetta.core.pseudonyms import Pseudonymizer
+
+    return Pseudonymizer(os.environ["ROSETTA_DEID_KEY"]).uid(uid)
 
 
 def unique_patient(prefix: str) -> str:

@@ -10,7 +10,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, Asset, get_current_context, task
+
+#: Connectors whose DAGs track DICOM series completeness.
+SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
+
+
+def series_asset(source_name: str) -> Asset:
+    """The Asset a DICOM source updates once per run in which series completed (extra: the series)."""
+    return Asset(f"rosetta://dicom/{source_name}/series-complete", group="dicom-series")
 
 TASKS_DOC = """
 1. **check**: fails fast if the object store, Qdrant, a model path or the source is
@@ -27,13 +35,22 @@ TASKS_DOC = """
 Re-running any task or run is safe: nothing is stored or embedded twice.
 """
 
+SERIES_DOC = """
+7. **complete_series** (DICOM sources): declares the series that are complete (expected count
+   reached, or quiet for the source's `series_quiet_period_s`) in the series ledger, once each,
+   and publishes them as an event of the Asset `rosetta://dicom/<source>/series-complete`;
+   skipped when no series completed, so downstream DAGs run once per completion, not per instance.
+"""
+
 
 def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description: str, schedule: Any = None,
                      start_date: datetime = datetime(2026, 1, 1), catchup: bool = False,
                      tags: list[str] | None = None, owner: str = "rosetta", retries: int = 2,
-                     max_active_runs: int = 1, params: dict[str, Any] | None = None) -> DAG:
+                     max_active_runs: int = 1, params: dict[str, Any] | None = None,
+                     series: Asset | None = None) -> DAG:
     """One ingestion DAG.  ``source`` names a ``sources.yaml`` entry (``{"name", "file"}``), or is
-    None for a DAG whose params carry the options (the ad-hoc image folder DAG)."""
+    None for a DAG whose params carry the options (the ad-hoc image folder DAG).  ``series``: the
+    Asset to publish DICOM series completions on (adds the ``complete_series`` task)."""
     with DAG(
         dag_id=dag_id,
         description=description,
@@ -42,7 +59,7 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
         catchup=catchup,
         max_active_runs=max_active_runs,
         tags=sorted({"rosetta", "ingest", *(tags or [])}),
-        doc_md=f"### {description}\n{TASKS_DOC}",
+        doc_md=f"### {description}\n{TASKS_DOC}{SERIES_DOC if series is not None else ''}",
         params=params or {},
         default_args={
             "owner": owner,
@@ -95,7 +112,59 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
         check() >> batches
         stored = store_batch.expand(batch=batches)
         embedded = embed_batch.expand(stored=stored)
-        commit(batches, stored, write_vectors(embedded))
+        committed = commit(batches, stored, write_vectors(embedded))
+        if series is not None:
+            completion_asset = series
+
+            @task(outlets=[completion_asset])
+            def complete_series() -> dict[str, Any]:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                from rosetta.orchestration import ingest_tasks
+
+                context = get_current_context()
+                result = ingest_tasks.complete_series(source, context)
+                if not result["series"]:  # a skipped task publishes no Asset event
+                    raise AirflowSkipException("no series completed in this run")
+                context["outlet_events"][completion_asset].extra = {"series": result["series"]}
+                return result
+
+            committed >> complete_series()
+    return dag
+
+
+def build_series_dag(source_name: str, asset: Asset, *, owner: str = "rosetta", tags: list[str] | None = None) -> DAG:
+    """The downstream DAG of a DICOM source: scheduled on its series Asset, one mapped task per series."""
+    with DAG(
+        dag_id=f"rosetta_series_{source_name}",
+        description=f"Per-series work for DICOM source {source_name!r}, once per completed series",
+        schedule=[asset],
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=sorted({"rosetta", "dicom", "series", *(tags or [])}),
+        doc_md=(f"### Completed series of `{source_name}`\nRuns when `{asset.uri}` gets an event: "
+                "**completed_series** collects the series of the triggering events, **summarize_series** "
+                "runs once per series (a mapped task) and writes its summary (instances, frames, modality, "
+                "time range, object URIs) to `series/summaries/` in the object store."),
+        default_args={"owner": owner, "retries": 2, "retry_delay": timedelta(seconds=10),
+                      "retry_exponential_backoff": True},
+    ) as dag:
+
+        @task
+        def completed_series() -> list[dict[str, Any]]:
+            from rosetta.orchestration import ingest_tasks
+
+            return ingest_tasks.completed_series(get_current_context())
+
+        @task(map_index_template="{{ series_label }}")
+        def summarize_series(series: dict[str, Any]) -> dict[str, Any]:
+            from rosetta.orchestration import ingest_tasks
+
+            context = get_current_context()
+            context["series_label"] = f"{series['series_uid'][:24]} ({series['instances']} instances)"  # type: ignore[typeddict-unknown-key]
+            return ingest_tasks.summarize_series(source_name, series)
+
+        summarize_series.expand(series=completed_series())
     return dag
 
 
@@ -106,10 +175,14 @@ def build_source_dags(sources_file: Path) -> dict[str, DAG]:
     dags = {}
     for name, spec in load_sources(sources_file).items():
         dag_id = f"rosetta_source_{name}"
+        asset = series_asset(name) if spec.connector in SERIES_CONNECTORS else None
         dags[dag_id] = build_ingest_dag(
             dag_id, source={"name": name, "file": str(sources_file)},
             description=spec.description or f"Ingest source {name!r} ({spec.connector})",
             schedule=spec.schedule, start_date=spec.start_date, catchup=spec.catchup,
             tags=[spec.connector, *spec.tags], owner=spec.owner, retries=spec.retries,
-            max_active_runs=spec.max_active_runs)
+            max_active_runs=spec.max_active_runs, series=asset)
+        if asset is not None:
+            series_dag = build_series_dag(name, asset, owner=spec.owner, tags=[spec.connector, *spec.tags])
+            dags[series_dag.dag_id] = series_dag
     return dags

@@ -39,7 +39,7 @@ def settings_for(source: dict[str, str] | None, params: Any) -> IngestSettings:
     from pathlib import Path
 
     from rosetta.core.errors import ConfigError
-    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.orchestration.connections import deid_options, s3_options_from_env_connection
     from rosetta.orchestration.sources import load_sources, resolved_options
     from rosetta.pipelines.settings import ingest_settings
 
@@ -48,7 +48,8 @@ def settings_for(source: dict[str, str] | None, params: Any) -> IngestSettings:
     if spec is None:
         raise ConfigError(f"source {source['name']!r} is no longer in {source['file']}; restore it or let the "
                           "DAG disappear at the next parse", setting="ROSETTA_SOURCES_FILE")
-    return ingest_settings(connector=spec.connector, options=resolved_options(source["name"], spec),
+    return ingest_settings(connector=spec.connector, options=deid_options(spec.connector,
+                                                                          resolved_options(source["name"], spec)),
                            batch_size=spec.batch_size, concurrency=spec.concurrency,
                            s3_options=s3_options_from_env_connection())
 
@@ -111,3 +112,30 @@ def commit(source: dict[str, str] | None, plans: Any, stored: Any, vectors: dict
     with _pipeline(source, context) as pipeline:
         return pipeline.commit(run_context(context), list(stored), vectors, plans=list(plans),
                                run_after=getattr(context["dag_run"], "run_after", None))
+
+
+@airflow_errors
+def complete_series(source: dict[str, str] | None, context: Any) -> dict[str, Any]:
+    """Declare complete DICOM series; their list becomes the extra of the source's series Asset event."""
+    with _pipeline(source, context) as pipeline:
+        return pipeline.complete_series(run_context(context))
+
+
+def completed_series(context: Any) -> list[dict[str, Any]]:
+    """The series announced by the Asset events that triggered this run (deduplicated by series UID)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            for series in (getattr(event, "extra", None) or {}).get("series", []):
+                seen.setdefault(series["series_uid"], series)
+    return [seen[uid] for uid in sorted(seen)]
+
+
+@airflow_errors
+def summarize_series(source_name: str, series: dict[str, Any]) -> dict[str, Any]:
+    """Write one completed series' summary to ``series/summaries/<source>/<series uid>.json``; returns its URI."""
+    from feature_store.config import FeatureStoreConfig
+    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.pipelines.series import summarize_series as summarize
+
+    return summarize(FeatureStoreConfig.from_env(s3_options=s3_options_from_env_connection()), source_name, series)

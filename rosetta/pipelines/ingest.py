@@ -34,6 +34,7 @@ from feature_store.manifest import (
     Manifest,
     QuarantineLedger,
     RecordCatalog,
+    SeriesLedger,
     manifest_table,
     quarantine_table,
     read_table,
@@ -409,6 +410,46 @@ class IngestPipeline:
         summary["summary_uri"] = _write_json(store, f"runs/{safe_name(source)}/{run.key}.json", summary)
         log.info("run summary: %s", {k: v for k, v in summary.items() if k != "quarantine_reasons"})
         return summary
+
+
+    # -- 7. series completeness (DICOM sources) --------------------------------------------------------
+    @property
+    def tracks_series(self) -> bool:
+        """True for sources whose connector config has a series quiet period (the DICOM connectors)."""
+        return getattr(self.connector.config, "series_quiet_period_s", None) is not None
+
+    def complete_series(self, run: RunContext) -> dict[str, Any]:
+        """Declare the series that are complete at the run's time, once each, in the series ledger.
+
+        Complete: the expected instance count has arrived, or nothing arrived for the source's
+        ``series_quiet_period_s`` before the run's ``ingest_time``.  Re-running the run's task
+        rebuilds the same ledger part.  Returns the newly complete series (pseudonymized UIDs).
+        """
+        from datetime import timedelta
+
+        from transforms.dicom.series import newly_complete_series
+
+        if not self.tracks_series:
+            return {"tracked": False, "series": []}
+        quiet = float(self.connector.config.series_quiet_period_s)
+        ledger = SeriesLedger(self.store)
+        done = set(ledger.read(source=self.source, exclude_run_id=run.run_id).column("series_uid").to_pylist())
+        table = RecordCatalog(self.store).read(source=self.source).select(["keys", "metadata", "ingest_time"])
+        rows = []
+        for keys_json, metadata_json, ingest_time in zip(*(table.column(c).to_pylist() for c in table.column_names),
+                                                         strict=True):
+            keys, metadata = json.loads(keys_json), json.loads(metadata_json)
+            rows.append({"series_uid": keys.get("series_uid"), "study_uid": keys.get("study_uid"),
+                         "sop_uid": keys.get("sop_uid"), "ingest_time": ingest_time,
+                         "expected": metadata.get("series_expected"), "modality": metadata.get("modality")})
+        completions = newly_complete_series(rows, source=self.source, now=run.ingest_time,
+                                            quiet_period=timedelta(seconds=quiet), already_complete=done)
+        ledger.commit(self.source, run.run_id, [c.as_row() for c in completions])
+        series = [{"source": c.source, "study_uid": c.study_uid, "series_uid": c.series_uid,
+                   "instances": c.instances, "expected": c.expected, "reason": c.reason,
+                   "completed_at": isoformat_z(c.completed_at)} for c in completions]
+        log.info("%d series of %s complete at %s", len(series), self.source, isoformat_z(run.ingest_time))
+        return {"tracked": True, "series": series}
 
 
 def _concat(schema: pa.Schema, tables: list[pa.Table]) -> pa.Table:

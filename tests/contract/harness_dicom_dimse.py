@@ -15,7 +15,7 @@ import pytest
 
 from rosetta.devservices.orthanc import Orthanc
 from rosetta.devservices.ports import free_port_block
-from tests.dicom_network_fixtures import copy_of, short_pixels, undated, unique_patient, upload
+from tests.dicom_network_fixtures import copy_of, public_uid, short_pixels, undated, unique_patient, upload
 
 
 class DicomDimseHarness:
@@ -37,7 +37,7 @@ class DicomDimseHarness:
     def add_new(self, options: dict[str, Any]) -> set[str]:
         sop, data = copy_of("rtplan.dcm", options["filters"]["PatientID"])
         self._upload(data)
-        return {sop}
+        return {public_uid(sop)}
 
     def add_bad(self, options: dict[str, Any]) -> set[str]:
         patient = options["filters"]["PatientID"]
@@ -45,7 +45,7 @@ class DicomDimseHarness:
         undated_sop, no_dates = copy_of("MR_small.dcm", patient, undated)
         self._upload(cut)
         self._upload(no_dates)
-        return {cut_sop, undated_sop}
+        return {public_uid(cut_sop), public_uid(undated_sop)}
 
     def bad_options(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         return [

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from rosetta.devservices.ports import free_port_block
-from tests.dicom_network_fixtures import copy_of, short_pixels, undated, unique_patient, upload
+from tests.dicom_network_fixtures import copy_of, public_uid, short_pixels, undated, unique_patient, upload
 
 
 def _upload(options: dict[str, Any], data: bytes) -> None:
@@ -39,7 +39,7 @@ class DicomWebHarness:
     def add_new(self, options: dict[str, Any]) -> set[str]:
         sop, data = copy_of("rtplan.dcm", options["filters"]["PatientID"])
         _upload(options, data)
-        return {sop}
+        return {public_uid(sop)}
 
     def add_bad(self, options: dict[str, Any]) -> set[str]:
         patient = options["filters"]["PatientID"]
@@ -47,7 +47,7 @@ class DicomWebHarness:
         undated_sop, no_dates = copy_of("MR_small.dcm", patient, undated)
         _upload(options, cut)
         _upload(options, no_dates)
-        return {cut_sop, undated_sop}
+        return {public_uid(cut_sop), public_uid(undated_sop)}
 
     def bad_options(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         closed = free_port_block(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,19 @@ from pynetdicom import AE
 from connectors.dicom_dimse import VERIFICATION, DicomStoreReceiver
 from connectors.sdk import Item, State, Window, load_connector
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
+from rosetta.core.pseudonyms import Pseudonymizer
 from rosetta.devservices.orthanc import Orthanc
 from rosetta.devservices.ports import free_port_block
-from tests.dicom_network_fixtures import BUNDLED, RECEIVER, bundled_bytes, copy_of, short_pixels, unique_patient, upload
+from tests.dicom_network_fixtures import (
+    BUNDLED,
+    RECEIVER,
+    bundled_bytes,
+    copy_of,
+    public_uid,
+    short_pixels,
+    unique_patient,
+    upload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +78,10 @@ def test_filters_state_and_window(orthanc: Orthanc) -> None:
     state = State().advance(connector.list_items(State(), Window()))
     older, data = copy_of("rtplan.dcm", patient)  # an older study arriving later is still new
     upload(orthanc.url, orthanc.auth, data)
-    assert [item.source_id for item in connector.list_items(state, Window())] == [older]
+    assert [item.source_id for item in connector.list_items(state, Window())] == [public_uid(older)]
     # CT_small's study: 20040119 072730 at -0500 = 12:27:30 UTC
     ct_only = Window(datetime(2004, 1, 19, 12, 0, tzinfo=UTC), datetime(2004, 1, 19, 13, 0, tzinfo=UTC))
-    assert [item.source_id for item in connector.list_items(State(), ct_only)] == [first]
+    assert [item.source_id for item in connector.list_items(State(), ct_only)] == [public_uid(first)]
 
 
 def test_failed_retrievals_are_bad_records(orthanc: Orthanc) -> None:
@@ -79,14 +90,19 @@ def test_failed_retrievals_are_bad_records(orthanc: Orthanc) -> None:
     upload(orthanc.url, orthanc.auth, data)
     connector = load_connector("dicom_dimse", _options(orthanc, filters={"PatientID": patient}))
     [item] = connector.list_items(State(), Window())
-    with pytest.raises(BadRecordError, match="pixel data cannot be decoded") as caught:
+    with pytest.raises(BadRecordError, match="cannot decode pixel data") as caught:
         connector.fetch(item)
-    assert caught.value.source_id == sop and len(_dataset(caught.value.payload or b"").PixelData) == 1000
-    gone = Item(source_id="1.2.3.4.5.6", cursor=0, ref={**item.ref})
+    kept = _dataset(caught.value.payload or b"")  # the de-identified instance is what quarantine keeps
+    assert caught.value.source_id == public_uid(sop) and len(kept.PixelData) == 1000
+    assert kept.PatientIdentityRemoved == "YES" and kept.SOPInstanceUID == public_uid(sop)
+    reader = connector.reader  # type: ignore[attr-defined]
+    ref = reader.unseal(item.ref)
+    assert ref["sop"] == sop and sop not in str(item.ref)  # the plan holds the original UIDs sealed
+    gone = Item(source_id="2.25.1", cursor=0, ref=reader.seal({**ref, "sop": "1.2.3.4.5.6"}))
     with pytest.raises(BadRecordError, match="delivered no instance"):
         connector.fetch(gone)
     with pytest.raises(BadRecordError, match="SOP Class UID"):
-        connector.fetch(Item(source_id=sop, cursor=0, ref={**item.ref, "sop_class": ""}))
+        connector.fetch(Item(source_id=item.source_id, cursor=0, ref=reader.seal({**ref, "sop_class": ""})))
 
 
 def test_rejected_or_unreachable_peers_are_config_errors_naming_the_peer(orthanc: Orthanc) -> None:
@@ -127,14 +143,15 @@ def test_receiver_spools_what_orthanc_sends_and_the_connector_lists_it(orthanc: 
         assert sorted(p.name for p in spool.iterdir()) == sorted([".incoming", *(f"{sop}.dcm" for sop in sent)])
         assert list((spool / ".incoming").iterdir()) == []  # no partial files left behind
         items = connector.list_items(State(), Window())
-        assert [item.source_id for item in items] == sorted(sent)
+        assert [item.source_id for item in items] == sorted(public_uid(sop) for sop in sent)
         records = [record for item in items for record in connector.fetch(item)]
-        assert {r.keys["sop_uid"] for r in records} == set(sent) and {r.keys["patient_id"] for r in records} == \
-               {patient}
+        assert {r.keys["sop_uid"] for r in records} == {public_uid(sop) for sop in sent}
+        assert {r.keys["patient_id"] for r in records} == \
+               {Pseudonymizer(os.environ["ROSETTA_DEID_KEY"]).patient_id(patient)}
         assert all(r.object("image") is not None for r in records)
         state = State().advance(items)
         orthanc.send_to_modality(RECEIVER, [sent[sorted(sent)[0]]])  # sent again: same file, nothing new
         assert receiver.received == 3 and connector.list_items(state, Window()) == []
         newer, data = copy_of("MR_small.dcm", patient)
         orthanc.send_to_modality(RECEIVER, [upload(orthanc.url, orthanc.auth, data)["ID"]])
-        assert [item.source_id for item in connector.list_items(state, Window())] == [newer]
+        assert [item.source_id for item in connector.list_items(state, Window())] == [public_uid(newer)]

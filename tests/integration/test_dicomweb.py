@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,18 @@ from pydantic import SecretStr
 from connectors.dicomweb import DicomWebConnector, multipart_parts
 from connectors.sdk import Item, State, Window, load_connector
 from rosetta.core.errors import BadRecordError, ConfigError, RetriableError
+from rosetta.core.pseudonyms import Pseudonymizer
 from rosetta.devservices.orthanc import Orthanc
 from rosetta.devservices.ports import free_port_block
-from tests.dicom_network_fixtures import BUNDLED, bundled_bytes, copy_of, short_pixels, unique_patient, upload
+from tests.dicom_network_fixtures import (
+    BUNDLED,
+    bundled_bytes,
+    copy_of,
+    public_uid,
+    short_pixels,
+    unique_patient,
+    upload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +52,19 @@ def test_records_are_the_same_as_the_dicom_files_connector_makes(orthanc: Orthan
     with load_connector("dicomweb", _options(orthanc, page_size=3)) as connector:
         connector.check()
         items = {item.source_id: item for item in connector.list_items(State(), Window())}
-        assert {_sop(name) for name in BUNDLED} <= set(items)  # paged by 3: all four arrive
+        assert {public_uid(_sop(name)) for name in BUNDLED} <= set(items)  # paged by 3: all four arrive
         for name in BUNDLED:
-            [record] = connector.fetch(items[_sop(name)])
+            [record] = connector.fetch(items[public_uid(_sop(name))])
             want = expected[name]
-            assert record.source_id == _sop(name) and record.sample_id == f"pacs_web/{_sop(name)}"
+            uid = public_uid(_sop(name))  # de-identified: the instance's new UID
+            assert record.source_id == uid and record.sample_id == f"pacs_web/{uid}"
             assert [(o.role, o.media_type, o.data) for o in record.objects] == \
-                   [(o.role, o.media_type, o.data) for o in want.objects]  # original bytes, same PNG
+                   [(o.role, o.media_type, o.data) for o in want.objects]  # same de-identified bytes, same PNG
             assert (record.event_time, record.event_time_origin, dict(record.keys), dict(record.metadata)) == \
                    (want.event_time, want.event_time_origin, dict(want.keys), dict(want.metadata))
     ct = expected["CT_small.dcm"]
-    assert ct.event_time == datetime(1997, 4, 30, 16, 29, 36, tzinfo=UTC)
+    shift = timedelta(days=Pseudonymizer(os.environ["ROSETTA_DEID_KEY"]).date_shift_days("1CT1"))
+    assert ct.event_time == datetime(1997, 4, 30, 16, 29, 36, tzinfo=UTC) - shift
     assert Image.open(io.BytesIO(ct.objects[1].data)).size == (128, 128)
     assert expected["JPEG2000.dcm"].metadata["transfer_syntax"] == "1.2.840.10008.1.2.4.91"
 
@@ -64,15 +76,15 @@ def test_state_is_the_set_of_committed_instances_whatever_their_dates(orthanc: O
         first, data = copy_of("CT_small.dcm", patient)
         upload(orthanc.url, orthanc.auth, data)
         state = State().advance(connector.list_items(State(), Window()))
-        assert state.seen_at_cursor == {first}
+        assert state.seen_at_cursor == {public_uid(first)}
         older, data = copy_of("rtplan.dcm", patient)  # a study years older than the committed one
         upload(orthanc.url, orthanc.auth, data)
-        assert [item.source_id for item in connector.list_items(state, Window())] == [older]
+        assert [item.source_id for item in connector.list_items(state, Window())] == [public_uid(older)]
 
 
 def test_window_selects_by_study_date_and_time_in_utc(orthanc: Orthanc) -> None:
     # CT_small: StudyDate 20040119, StudyTime 072730, TimezoneOffsetFromUTC -0500 -> 12:27:30 UTC
-    ct = _sop("CT_small.dcm")
+    ct = public_uid(_sop("CT_small.dcm"))  # windows select by the archive's (original) dates
     with load_connector("dicomweb", _options(orthanc, filters={"PatientID": "1CT1"})) as connector:
         inside = Window(datetime(2004, 1, 19, 12, 27, 30, tzinfo=UTC), datetime(2004, 1, 19, 12, 28, tzinfo=UTC))
         before = Window(datetime(2004, 1, 19, 0, 0, tzinfo=UTC), datetime(2004, 1, 19, 12, 27, 30, tzinfo=UTC))
@@ -94,9 +106,12 @@ def test_undecodable_pixels_are_a_bad_record_that_keeps_the_bytes(orthanc: Ortha
     upload(orthanc.url, orthanc.auth, data)  # Orthanc stores it: it does not check pixel data
     with load_connector("dicomweb", _options(orthanc, filters={"PatientID": patient})) as connector:
         [item] = connector.list_items(State(), Window())
-        with pytest.raises(BadRecordError, match="pixel data cannot be decoded") as caught:
+        with pytest.raises(BadRecordError, match="cannot decode pixel data") as caught:
             connector.fetch(item)
-    assert caught.value.source_id == sop and caught.value.payload == data
+    payload = caught.value.payload or b""
+    assert caught.value.source_id == public_uid(sop) and sop not in caught.value.reason
+    assert pydicom.dcmread(io.BytesIO(payload)).PatientIdentityRemoved == "YES"  # kept, de-identified
+    assert patient.encode() not in payload and sop.encode() not in payload and data != payload
 
 
 def _offline(handler: Any, sleeps: list[float], **extra: Any) -> DicomWebConnector:
@@ -132,7 +147,8 @@ def test_http_errors_map_to_the_error_tree_offline() -> None:
     single = _offline(answer(200, content=bundled_bytes("MR_small.dcm"), headers={"Content-Type": "application/dicom"}),
                       sleeps)
     [record] = single.fetch(ITEM)
-    assert record.objects[0].data == bundled_bytes("MR_small.dcm") and record.keys["patient_id"] == "4MR1"
+    pseudonyms = Pseudonymizer(os.environ["ROSETTA_DEID_KEY"])
+    assert record.keys["patient_id"] == pseudonyms.patient_id("4MR1") and b"4MR1" not in record.objects[0].data
 
 
 def test_multipart_parts_reads_each_body_whole() -> None:

@@ -1,0 +1,1 @@
+"""DICOM processing: reading, pixel decoding, de-identification, times, series completeness."""
