@@ -80,7 +80,6 @@ def usable(files: list[Path]) -> list[Path]:
     import pydicom
 
     from connectors.dicom_records import DicomRecordConfig, DicomRecords
-    from rosetta.core.errors import BadRecordError
 
     records = DicomRecords(DicomRecordConfig(source="bench", render=False))
     keep = []
@@ -91,7 +90,7 @@ def usable(files: list[Path]) -> list[Path]:
                 warnings.simplefilter("ignore")
                 pydicom.dcmread(io.BytesIO(data)).save_as(io.BytesIO())
             records.records("bench", path.name, data, path.name)
-        except (BadRecordError, Exception):  # noqa: BLE001 - either side refusing it leaves it out of both
+        except Exception:  # BadRecordError or pydicom's own: either side refusing it leaves it out of both
             continue
         keep.append(path)
     return keep
@@ -135,16 +134,16 @@ def rosetta_loop(files: list[Path], store_dir: Path, threads: int) -> float:
 
 def throughput(name: str, files: list[Path], rounds: int, repeat: int, threads: int) -> dict[str, Any]:
     batch = files * repeat
-    plain_times, rosetta_times = [], []
+    plain_times: list[float] = []
+    rosetta_times: list[float] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for round_no in range(rounds + 1):  # round 0 warms the page cache and imports, untimed
             with tempfile.TemporaryDirectory(dir=REPO / ".bench") as tmp:
-                sides = [("plain", lambda: plain_loop(batch, Path(tmp), threads), plain_times),
-                         ("rosetta", lambda: rosetta_loop(batch, Path(tmp) / f"store-{round_no}", threads),
-                          rosetta_times)]
-                for _, run, times in sides if round_no % 2 == 0 else sides[::-1]:
-                    elapsed = run()
+                out, store = Path(tmp), Path(tmp) / f"store-{round_no}"
+                sides = [(plain_loop, out, plain_times), (rosetta_loop, store, rosetta_times)]
+                for loop, target, times in sides if round_no % 2 == 0 else sides[::-1]:
+                    elapsed = loop(batch, target, threads)
                     if round_no:
                         times.append(elapsed)
             if round_no:
@@ -152,7 +151,8 @@ def throughput(name: str, files: list[Path], rounds: int, repeat: int, threads: 
                       flush=True)
     plain_s, rosetta_s = sum(plain_times) / rounds, sum(rosetta_times) / rounds
     size_mb = sum(p.stat().st_size for p in files) / len(files) / 1e6
-    return {"files": len(files), "instances_per_round": len(batch), "threads": threads, "mean_file_mb": round(size_mb, 3),
+    return {"files": len(files), "instances_per_round": len(batch), "threads": threads,
+            "mean_file_mb": round(size_mb, 3),
             "plain_instances_per_s": round(len(batch) / plain_s, 1),
             "rosetta_instances_per_s": round(len(batch) / rosetta_s, 1), "ratio": round(plain_s / rosetta_s, 2),
             "plain_s": [round(t, 3) for t in plain_times], "rosetta_s": [round(t, 3) for t in rosetta_times]}
