@@ -30,6 +30,7 @@ Exit code 0 only if part 1 meets ``--target`` on real-size data.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -168,7 +169,7 @@ def series_instances(count: int, with_expected: bool) -> list[Any]:
     study, series = generate_uid(), generate_uid()
     out = []
     for number in range(1, count + 1):
-        ds = template.copy()
+        ds = copy.deepcopy(template)
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         ds.InstanceNumber = number

@@ -15,15 +15,20 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import Field
+
 from connectors.sdk import Connector, ConnectorConfig, Item, State, Window
 from rosetta.core.errors import BadRecordError, ConfigError
+from rosetta.core.pseudonyms import Pseudonymizer
 from rosetta.core.timeutil import ensure_utc
 from schemas.records import RawObject, SourceRecord
+from transforms.dicom.deid import DeidConfig
 
 ACCESSION_CODES = {"ACSN"}  # v2-0203 identifier type for accession numbers
 _HL7_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
@@ -33,10 +38,16 @@ class ClinicalReportsConfig(ConnectorConfig):
     """``root``: folder of ``.ndjson`` (FHIR) and ``.hl7`` (HL7 v2) files.
 
     ``timezone``: the sending system's IANA zone, for HL7 times without an offset.
+    ``pseudonymize_keys``: give the patient and accession keys the same keyed pseudonyms, and the
+    report time the same per-patient date shift, as de-identified DICOM gets (same key: the Airflow
+    connection ``rosetta_deid`` or ``ROSETTA_DEID_KEY``), so reports stay joinable with the images.
+    The report text and raw message are not de-identified here (free text needs its own scrubber).
     """
 
     root: Path
     timezone: str = "UTC"
+    pseudonymize_keys: bool = False
+    deid: DeidConfig = Field(default_factory=DeidConfig)
 
 
 class ClinicalReportsConnector(Connector[ClinicalReportsConfig]):
@@ -47,6 +58,7 @@ class ClinicalReportsConnector(Connector[ClinicalReportsConfig]):
 
     def __init__(self, config: ClinicalReportsConfig) -> None:
         super().__init__(config)
+        self._pseudonyms: Pseudonymizer | None = None
         try:
             self.zone = ZoneInfo(config.timezone)
         except Exception:
@@ -54,9 +66,32 @@ class ClinicalReportsConnector(Connector[ClinicalReportsConfig]):
                               setting="timezone") from None
 
     def check(self) -> None:
+        if self.config.pseudonymize_keys:
+            self.pseudonyms()
         if not self.config.root.is_dir():
             raise ConfigError(f"report folder {self.config.root} is not a directory; set the option 'root'",
                               setting="root")
+
+    def pseudonyms(self) -> Pseudonymizer:
+        """The DICOM connectors' pseudonymizer (same key, same date-shift range)."""
+        if self._pseudonyms is None:
+            deid = self.config.deid
+            self._pseudonyms = Pseudonymizer(deid.secret(), max_shift_days=deid.max_date_shift_days)
+        return self._pseudonyms
+
+    def _joinable(self, record: SourceRecord) -> SourceRecord:
+        """The record with DICOM's pseudonyms and date shift, when ``pseudonymize_keys`` is on."""
+        if not self.config.pseudonymize_keys:
+            return record
+        pseudonyms, keys = self.pseudonyms(), dict(record.keys)
+        patient = keys.get("patient_id", "")
+        shift = timedelta(days=pseudonyms.date_shift_days(patient))
+        if "patient_id" in keys:
+            keys["patient_id"] = pseudonyms.patient_id(patient)
+        if "accession" in keys:
+            keys["accession"] = pseudonyms.accession(keys["accession"])
+        return replace(record, keys=keys, event_time=record.event_time - shift,
+                       event_time_origin=record.event_time_origin + "+date-shifted")
 
     def list_items(self, state: State, window: Window) -> Iterable[Item]:
         self.check()
@@ -110,11 +145,11 @@ class ClinicalReportsConnector(Connector[ClinicalReportsConfig]):
             if item.problem:
                 raise BadRecordError(f"{path.name}: {item.problem}; fix the export", source_id=item.source_id,
                                      payload=raw)
-            yield self._fhir(item, raw)
+            yield self._joinable(self._fhir(item, raw))
         else:
             if item.problem:
                 raise BadRecordError(f"{path.name}: {item.problem}", source_id=item.source_id, payload=raw)
-            yield self._hl7(item, raw)
+            yield self._joinable(self._hl7(item, raw))
 
     # -- FHIR ------------------------------------------------------------------------------------
     def _fhir(self, item: Item, raw: bytes) -> SourceRecord:

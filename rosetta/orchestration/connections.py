@@ -48,7 +48,7 @@ def s3_options_from_env_connection() -> dict[str, Any] | None:
 
 
 #: Connectors whose config has a ``deid`` section (DicomRecordConfig).
-DEID_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
+DEID_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse", "clinical_reports"})
 DEID_CONN_ID = "rosetta_deid"
 
 

@@ -85,3 +85,33 @@ def test_other_files_are_ignored_and_listing_is_incremental(tmp_path: Path) -> N
     connector = _connector(tmp_path)
     state = State().advance(connector.list_items(State(), Window()))
     assert list(connector.list_items(state, Window())) == []
+
+
+def test_pseudonymized_keys_and_times_join_with_deidentified_dicom(tmp_path: Path) -> None:
+    """A report and a DICOM instance of the same patient and accession get the same keys and date shift."""
+    import io
+    import os
+    from datetime import timedelta
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from rosetta.core.pseudonyms import Pseudonymizer
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "feed.hl7").write_bytes(oru("MSG1"))
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False) or "")
+    ct.PatientID, ct.AccessionNumber = "p-002", "ACC-2002"
+    (tmp_path / "dicom").mkdir()
+    ct.save_as(tmp_path / "dicom" / "ct.dcm")
+    reports = _connector(tmp_path / "reports", timezone="Europe/Berlin", pseudonymize_keys=True)
+    [item] = reports.list_items(State(), Window())
+    report = _fetch(reports, item)
+    images = load_connector("dicom_files", {"root": str(tmp_path / "dicom"), "source": "ct"})
+    [image] = images.fetch(next(iter(images.list_items(State(), Window()))))
+    assert report.keys == {k: image.keys[k] for k in ("patient_id", "accession")}
+    assert "p-002" not in report.keys.values() and "ACC-2002" not in report.keys.values()
+    shift = timedelta(days=Pseudonymizer(os.environ["ROSETTA_DEID_KEY"]).date_shift_days("p-002"))
+    assert report.event_time == datetime(2026, 3, 4, 9, 15, tzinfo=UTC) - shift
+    assert report.event_time_origin == "obr+date-shifted"
+    assert pydicom.dcmread(io.BytesIO(image.objects[0].data)).PatientID == report.keys["patient_id"]
