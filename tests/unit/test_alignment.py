@@ -1,0 +1,227 @@
+"""align() against a brute-force reference for every strategy and cardinality (hypothesis), and against
+pandas merge_asof where their semantics coincide."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rosetta.core.errors import ConfigError
+from transforms.alignment import AlignSpec, align
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _t(seconds: int | None) -> datetime | None:
+    return None if seconds is None else T0 + timedelta(seconds=seconds)
+
+
+def _table(rows: list[dict[str, Any]], *, end: bool = False) -> pa.Table:
+    columns: dict[str, Any] = {
+        "key": pa.array([r["key"] for r in rows], pa.string()),
+        "source_id": pa.array([r["id"] for r in rows], pa.string()),
+        "event_time": pa.array([_t(r["t"]) for r in rows], TS),
+        "text": pa.array([f"text {r['id']}" for r in rows], pa.string())}
+    if end:
+        columns["end"] = pa.array([_t(r.get("end")) for r in rows], TS)
+    return pa.table(columns)
+
+
+# -- the reference: the documented rules, one left row at a time ------------------------------------------
+def _candidates(left: dict[str, Any], right: list[dict[str, Any]], spec: AlignSpec) -> list[dict[str, Any]]:
+    if left["key"] is None or left["t"] is None:
+        return []
+    tol = None if spec.tolerance is None else spec.tolerance.total_seconds()
+    found = []
+    for r in right:
+        if r["key"] != left["key"] or r["t"] is None:
+            continue
+        offset = r["t"] - left["t"]
+        if spec.strategy == "backward":
+            ok = offset <= 0 and (spec.allow_exact or offset != 0) and (tol is None or -offset <= tol)
+        elif spec.strategy == "forward":
+            ok = offset >= 0 and (spec.allow_exact or offset != 0) and (tol is None or offset <= tol)
+        elif spec.strategy == "nearest":
+            ok = (spec.allow_exact or offset != 0) and (tol is None or abs(offset) <= tol)
+        elif spec.strategy == "interval":
+            ok = r.get("end") is not None and r["t"] <= left["t"] < r["end"]
+        else:
+            ok = -spec.window[0].total_seconds() <= offset <= spec.window[1].total_seconds()
+        if ok:
+            found.append(r)
+    return sorted(found, key=lambda r: (abs(r["t"] - left["t"]), r["t"], r["id"]))
+
+
+def _reference(left: list[dict[str, Any]], right: list[dict[str, Any]], spec: AlignSpec) -> list[tuple[Any, ...]]:
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for row in left:
+        found = _candidates(row, right, spec)
+        if spec.cardinality == "many_to_one" and found:
+            pairs.append((row, found[0]))
+        elif spec.cardinality != "many_to_one":
+            pairs += [(row, r) for r in found]
+    if spec.cardinality == "one_to_one":
+        pairs.sort(key=lambda p: (abs(p[1]["t"] - p[0]["t"]), p[0]["t"], p[0]["id"], p[1]["t"], p[1]["id"]))
+        used_left, used_right, chosen = set(), set(), []
+        for lrow, rrow in pairs:
+            if id(lrow) in used_left or id(rrow) in used_right:
+                continue
+            used_left.add(id(lrow))
+            used_right.add(id(rrow))
+            chosen.append((lrow, rrow))
+        pairs = chosen
+    out = [(lrow["key"], lrow["id"], rrow["id"], lrow["t"], rrow["t"], rrow["t"] - lrow["t"]) for lrow, rrow in pairs]
+    return sorted(out, key=lambda o: (o[0], o[3], o[1], abs(o[5]), o[4], o[2]))
+
+
+def _result(table: pa.Table) -> list[tuple[Any, ...]]:
+    return [(r["key"], r["left_id"], r["right_id"], int((r["left_time"] - T0).total_seconds()),
+             int((r["right_time"] - T0).total_seconds()), int(r["offset"].total_seconds()))
+            for r in table.to_pylist()]
+
+
+# -- generated inputs ------------------------------------------------------------------------------------------
+KEYS = st.sampled_from(["a", "b", None])
+TIMES = st.one_of(st.integers(0, 12), st.none())
+
+
+@st.composite
+def tables(draw: st.DrawFn, *, end: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Small left/right tables full of ties, nulls, empty groups and exact matches, in random order."""
+    n_left, n_right = draw(st.integers(0, 8)), draw(st.integers(0, 10))
+    ids = draw(st.permutations([f"id{i:02d}" for i in range(n_left + n_right)]))
+    left = [{"key": draw(KEYS), "t": draw(TIMES), "id": ids[i]} for i in range(n_left)]
+    right = [{"key": draw(KEYS), "t": draw(TIMES), "id": ids[n_left + i]} for i in range(n_right)]
+    if end:
+        for row in right:
+            row["end"] = None if row["t"] is None else row["t"] + draw(st.integers(0, 6))
+    return left, right
+
+
+SPECS = st.builds(
+    AlignSpec, strategy=st.sampled_from(["backward", "forward", "nearest"]), by=st.just(("key",)),
+    tolerance=st.one_of(st.none(), st.integers(0, 5).map(lambda s: timedelta(seconds=s))),
+    allow_exact=st.booleans(), cardinality=st.sampled_from(["many_to_one", "one_to_many", "one_to_one"]))
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(data=tables(), spec=SPECS)
+def test_point_strategies_match_the_reference(data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                                              spec: AlignSpec) -> None:
+    left, right = data
+    assert _result(align(_table(left), _table(right), spec)) == _reference(left, right, spec)
+
+
+@FAST
+@given(data=tables(end=True), cardinality=st.sampled_from(["many_to_one", "one_to_many", "one_to_one"]))
+def test_interval_containment_matches_the_reference(data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                                                    cardinality: Any) -> None:
+    left, right = data
+    spec = AlignSpec(strategy="interval", by=("key",), right_end="end", cardinality=cardinality)
+    assert _result(align(_table(left), _table(right, end=True), spec)) == _reference(left, right, spec)
+
+
+@FAST
+@given(data=tables(), before=st.integers(0, 4), after=st.integers(0, 4))
+def test_window_collects_every_text_in_time_then_id_order(data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                                                         before: int, after: int) -> None:
+    left, right = data
+    spec = AlignSpec(strategy="window", by=("key",), window=(timedelta(seconds=before), timedelta(seconds=after)))
+    out = align(_table(left), _table(right), spec).to_pylist()
+    expected = []
+    for row in left:
+        found = sorted(_candidates(row, right, spec), key=lambda r: (r["t"], r["id"]))
+        if found:
+            expected.append((row["key"], row["t"], row["id"], [r["id"] for r in found],
+                             "\n".join(f"text {r['id']}" for r in found)))
+    expected.sort(key=lambda e: (e[0], e[1], e[2]))
+    assert [(o["key"], int((o["left_time"] - T0).total_seconds()), o["left_id"], o["right_ids"], o["text"])
+            for o in out] == expected
+
+
+@FAST
+@given(data=tables(), spec=SPECS, seed=st.integers(0, 2**16))
+def test_the_result_does_not_depend_on_input_order(data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                                                  spec: AlignSpec, seed: int) -> None:
+    left, right = data
+    shuffled_left, shuffled_right = left[:], right[:]
+    random.Random(seed).shuffle(shuffled_left)
+    random.Random(seed + 1).shuffle(shuffled_right)
+    first = align(_table(left), _table(right), spec)
+    again = align(_table(shuffled_left), _table(shuffled_right), spec)
+    assert first.equals(again)
+
+
+def test_ties_pick_the_smallest_right_id_and_nearest_prefers_the_earlier_row() -> None:
+    left = [{"key": "a", "t": 10, "id": "L"}]
+    right = [{"key": "a", "t": 8, "id": "r9"}, {"key": "a", "t": 8, "id": "r1"}, {"key": "a", "t": 12, "id": "r0"}]
+    backward = align(_table(left), _table(right), AlignSpec(by=("key",)))
+    assert backward["right_id"].to_pylist() == ["r1"]
+    nearest = align(_table(left), _table(right), AlignSpec(strategy="nearest", by=("key",)))
+    assert nearest["right_id"].to_pylist() == ["r1"]  # 2 s before and 2 s after: the earlier wins
+    quality = align(_table(left), _table(right), AlignSpec(by=("key",), tolerance=timedelta(seconds=4)))
+    assert quality["quality"].to_pylist() == [0.5] and quality["offset"].to_pylist() == [timedelta(seconds=-2)]
+
+
+def test_left_join_keeps_unmatched_and_null_rows_and_bad_input_is_a_clear_error() -> None:
+    left = [{"key": "a", "t": 1, "id": "L1"}, {"key": None, "t": 5, "id": "L2"}, {"key": "a", "t": None, "id": "L3"}]
+    right = [{"key": "a", "t": 3, "id": "R"}]
+    out = align(_table(left), _table(right), AlignSpec(by=("key",), how="left"))
+    assert sorted(zip(out["left_id"].to_pylist(), out["right_id"].to_pylist(), strict=True)) == \
+           [("L1", None), ("L2", None), ("L3", None)]
+    naive = pa.table({"key": ["a"], "source_id": ["x"], "event_time": pa.array([datetime(2026, 1, 1)],
+                                                                               pa.timestamp("us"))})
+    with pytest.raises(ConfigError, match="timezone-aware"):
+        align(naive, _table(right), AlignSpec(by=("key",)))
+    with pytest.raises(ConfigError, match="no column 'device'"):
+        align(_table(left), _table(right), AlignSpec(by=("device",)))
+    with pytest.raises(ConfigError, match="right_end"):
+        AlignSpec(strategy="interval")
+
+
+# -- pandas merge_asof where the semantics coincide ------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(data=tables(), direction=st.sampled_from(["backward", "forward", "nearest"]),
+       tolerance=st.one_of(st.none(), st.integers(0, 5)), allow_exact=st.booleans())
+def test_equals_pandas_merge_asof_without_ties(data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+                                               direction: str, tolerance: int | None, allow_exact: bool) -> None:
+    """Same matches as pandas where pandas' choice is defined the same way: no two right rows share a key and
+    time (pandas picks among tied rows by position), no equal-distance tie for nearest, no null keys/times."""
+    import pandas as pd
+
+    left, right = data
+    left = [r for r in left if r["key"] is not None and r["t"] is not None]
+    seen: set[tuple[str, int]] = set()
+    unique_right = []
+    for row in right:
+        if row["key"] is not None and row["t"] is not None and (row["key"], row["t"]) not in seen:
+            seen.add((row["key"], row["t"]))
+            unique_right.append(row)
+    spec = AlignSpec(strategy=direction, by=("key",), allow_exact=allow_exact,  # type: ignore[arg-type]
+                     tolerance=None if tolerance is None else timedelta(seconds=tolerance))
+    ours = {r[1]: r[2] for r in _result(align(_table(left), _table(unique_right), spec))}
+    frame_l = pd.DataFrame({"key": [r["key"] for r in left], "t": [r["t"] for r in left],
+                            "lid": [r["id"] for r in left]}).sort_values("t", kind="stable")
+    frame_r = pd.DataFrame({"key": [r["key"] for r in unique_right], "t": [r["t"] for r in unique_right],
+                            "rid": [r["id"] for r in unique_right]}).sort_values("t", kind="stable")
+    if frame_l.empty or frame_r.empty:
+        assert ours == {}
+        return
+    merged = pd.merge_asof(frame_l.astype({"t": "int64"}), frame_r.astype({"t": "int64"}), on="t", by="key",
+                           direction=direction, allow_exact_matches=allow_exact, tolerance=tolerance)
+    theirs = {row.lid: row.rid for row in merged.itertuples() if isinstance(row.rid, str)}
+    if direction == "nearest":  # equal distance both ways: pandas and the documented rule may differ
+        tied = {r["id"] for r in left if len({abs(x["t"] - r["t"]) for x in unique_right if x["key"] == r["key"]
+                                              and (allow_exact or x["t"] != r["t"])}) <
+                len([x for x in unique_right if x["key"] == r["key"] and (allow_exact or x["t"] != r["t"])])}
+        ours = {k: v for k, v in ours.items() if k not in tied}
+        theirs = {k: v for k, v in theirs.items() if k not in tied}
+    assert ours == theirs
