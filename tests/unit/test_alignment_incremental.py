@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +26,7 @@ ALL_SPECS = st.one_of(
 
 def _batches(rows: list[dict[str, Any]], cuts: list[int]) -> list[list[dict[str, Any]]]:
     bounds = sorted({0, len(rows), *(c % (len(rows) + 1) for c in cuts)})
-    return [rows[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [rows[a:b] for a, b in pairwise(bounds)]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
