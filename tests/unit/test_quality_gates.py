@@ -1,0 +1,42 @@
+"""The aligned-pairs gate with Great Expectations: passes good pairs, blocks or warns on bad ones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from transforms.alignment import AlignSpec, align
+from transforms.quality.gates import QualityGateError, aligned_pairs_gate
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _pairs(offsets_s: list[float]) -> pa.Table:
+    left = pa.table({"source_id": [f"L{i}" for i in range(len(offsets_s))],
+                     "event_time": pa.array([T0 + timedelta(seconds=10 * i) for i in range(len(offsets_s))], TS)})
+    right = pa.table({"source_id": [f"R{i}" for i in range(len(offsets_s))],
+                      "event_time": pa.array([T0 + timedelta(seconds=10 * i + o) for i, o in enumerate(offsets_s)],
+                                             TS)})
+    return align(left, right, AlignSpec(strategy="nearest", cardinality="one_to_one"))
+
+
+def test_good_pairs_pass_and_the_validation_result_is_kept() -> None:
+    result = aligned_pairs_gate(_pairs([0.0, 0.5, -1.0, 1.5]), tolerance=timedelta(seconds=2),
+                                max_abs_offset=timedelta(seconds=4))
+    assert result.success and result.rows == 4 and all(o.success for o in result.outcomes)
+    assert json.loads(result.validation_json)["success"] is True
+    assert [o.expectation for o in result.outcomes][:2] == ["expect_column_values_to_not_be_null"] * 2
+
+
+def test_too_few_pairs_within_tolerance_block_or_warn_by_policy() -> None:
+    pairs = _pairs([0.0, 3.5, -3.9, 3.0])  # 1 of 4 within 2 s
+    with pytest.raises(QualityGateError, match=r"aligned_pairs.*abs_offset_s"):
+        aligned_pairs_gate(pairs, tolerance=timedelta(seconds=2), min_share_within_tolerance=0.75)
+    warned = aligned_pairs_gate(pairs, tolerance=timedelta(seconds=2), min_share_within_tolerance=0.75,
+                                policy="warn")
+    assert not warned.success and warned.summary()["failed"] == ["expect_column_values_to_be_between(abs_offset_s)"]
+    assert aligned_pairs_gate(pairs, tolerance=timedelta(seconds=2), min_share_within_tolerance=0.2).success

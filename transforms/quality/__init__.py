@@ -1,0 +1,1 @@
+"""Quality gates (Great Expectations) for each stage."""

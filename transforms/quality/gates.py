@@ -1,0 +1,114 @@
+"""Quality gates: Great Expectations suites over Arrow tables, with a policy for failures.
+
+A gate validates one table against an expectation suite in an ephemeral GX context (no project
+directory, no analytics, no progress bars) and returns a :class:`GateResult`: the suite's success,
+each expectation's outcome and the JSON of the full validation result (for storing next to the run).
+Policy ``block`` raises :class:`QualityGateError` on failure (downstream does not run); ``warn``
+returns the failed result for the caller to record and goes on.
+
+:func:`aligned_pairs_gate` is the alignment stage's suite: every pair has both source ids, the share
+of pairs within the tolerance is at least ``min_share_within_tolerance``, and every offset is within
+``max_abs_offset``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from rosetta.core.errors import FatalError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Policy = Literal["block", "warn"]
+
+
+class QualityGateError(FatalError):
+    """A gate with policy ``block`` failed: the data does not go downstream."""
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    observed: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What a gate found: overall success, each expectation, and the full GX validation result as JSON."""
+
+    suite: str
+    success: bool
+    policy: Policy
+    rows: int
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    validation_json: str = "{}"
+
+    def summary(self) -> dict[str, Any]:
+        return {"suite": self.suite, "success": self.success, "policy": self.policy, "rows": self.rows,
+                "failed": [f"{o.expectation}({o.column})" for o in self.outcomes if not o.success]}
+
+
+def run_gate(table: pa.Table, suite_name: str, expectations: list[Any], *, policy: Policy = "block") -> GateResult:
+    """Validate ``table`` against ``expectations`` (GX expectation objects); apply ``policy`` on failure."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except (ImportError, AttributeError):  # older/newer GX: progress bars only cost log noise
+        pass
+    asset = context.data_sources.add_pandas(f"rosetta_{suite_name}").add_dataframe_asset("table")
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
+        batch_parameters={"dataframe": table.to_pandas()})
+    suite = gx.ExpectationSuite(name=suite_name)
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    result = batch.validate(suite)
+    outcomes = []
+    for r in result.results:
+        config = r.expectation_config
+        outcomes.append(ExpectationOutcome(
+            expectation=config.type if config is not None else "?",
+            column=config.kwargs.get("column") if config is not None else None, success=bool(r.success),
+            observed={k: v for k, v in (r.result or {}).items()
+                      if k in ("observed_value", "unexpected_count", "unexpected_percent", "element_count")}))
+    gate = GateResult(suite=suite_name, success=bool(result.success), policy=policy, rows=table.num_rows,
+                      outcomes=outcomes, validation_json=json.dumps(result.to_json_dict(), default=str))
+    if not gate.success and policy == "block":
+        failed = ", ".join(f"{o.expectation}({o.column}): {o.observed}" for o in outcomes if not o.success)
+        raise QualityGateError(f"quality gate {suite_name!r} failed on {table.num_rows} rows: {failed}; fix the "
+                               "inputs or the alignment settings, or set the gate's policy to 'warn'")
+    return gate
+
+
+def aligned_pairs_gate(table: pa.Table, *, tolerance: timedelta | None, min_share_within_tolerance: float = 0.95,
+                       max_abs_offset: timedelta | None = None, policy: Policy = "block") -> GateResult:
+    """The alignment stage's suite over :func:`transforms.alignment.align` output (pairs, not windows)."""
+    import great_expectations as gx
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seconds = pc.divide(pc.cast(pc.cast(table.column("offset"), pa.int64()), pa.float64()), 1e6)
+    work = pa.table({"left_id": table.column("left_id"), "right_id": table.column("right_id"),
+                     "offset_s": seconds, "abs_offset_s": pc.abs(seconds)})
+    expectations: list[Any] = [gx.expectations.ExpectColumnValuesToNotBeNull(column="left_id"),
+                               gx.expectations.ExpectColumnValuesToNotBeNull(column="right_id")]
+    if tolerance is not None:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(
+            column="abs_offset_s", min_value=0, max_value=tolerance.total_seconds(),
+            mostly=min_share_within_tolerance))
+    if max_abs_offset is not None:
+        bound = max_abs_offset.total_seconds()
+        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(column="offset_s", min_value=-bound,
+                                                                          max_value=bound))
+    return run_gate(work, "aligned_pairs", expectations, policy=policy)
