@@ -16,6 +16,16 @@ from airflow.sdk import DAG, Asset, get_current_context, task
 SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
 
 
+def records_asset(source_name: str) -> Asset:
+    """The Asset a source's ingestion DAG updates at every commit (its record catalog)."""
+    return Asset(f"rosetta://records/{source_name}", group="records")
+
+
+def aligned_asset(name: str) -> Asset:
+    """The Asset an alignment DAG updates when it publishes a gated snapshot."""
+    return Asset(f"rosetta://aligned/{name}", group="aligned")
+
+
 def series_asset(source_name: str) -> Asset:
     """The Asset a DICOM source updates once per run in which series completed (extra: the series)."""
     return Asset(f"rosetta://dicom/{source_name}/series-complete", group="dicom-series")
@@ -102,7 +112,7 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
 
             return ingest_tasks.write_vectors(source, embedded, get_current_context())
 
-        @task(trigger_rule="none_failed")
+        @task(trigger_rule="none_failed", outlets=[records_asset(source["name"])] if source else [])
         def commit(plans: Any, stored: Any, vectors: Any) -> dict[str, Any]:
             from rosetta.orchestration import ingest_tasks
 
@@ -168,12 +178,69 @@ def build_series_dag(source_name: str, asset: Asset, *, owner: str = "rosetta", 
     return dag
 
 
+ALIGN_DOC = """
+Runs when either source commits records (Assets `rosetta://records/<source>`):
+
+1. **align**: pairs the new records with the rest by time ({strategy}, by {by}, tolerance {tolerance});
+   late records re-open only the windows they touch, so the result equals one full alignment;
+2. **publish**: runs the aligned-pairs Great Expectations suite (both ids present, share within
+   tolerance, offsets within bounds; policy **{policy}**), stores the validation result next to
+   `aligned/{name}/part-<run>.parquet` and updates the Asset `rosetta://aligned/{name}`.
+"""
+
+
+def build_alignment_dag(name: str, spec: Any, sources_file: Path) -> DAG:
+    """``rosetta_align_<name>``: scheduled on both sources' record Assets; align, gate, publish."""
+    from airflow.sdk import AssetAny
+
+    left, right = records_asset(spec.left.source), records_asset(spec.right.source)
+    published = aligned_asset(name)
+    with DAG(
+        dag_id=f"rosetta_align_{name}",
+        description=spec.description or f"Align {spec.left.source} with {spec.right.source}",
+        schedule=AssetAny(left, right),
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=sorted({"rosetta", "alignment", *spec.tags}),
+        doc_md=f"### {spec.description or name}\n" + ALIGN_DOC.format(
+            strategy=spec.strategy, by=", ".join(spec.by) or "(no key)", name=name, policy=spec.gate.policy,
+            tolerance=f"{spec.tolerance_s} s" if spec.tolerance_s is not None else "none"),
+        default_args={"owner": spec.owner, "retries": 2, "retry_delay": timedelta(seconds=10),
+                      "retry_exponential_backoff": True},
+    ) as dag:
+
+        @task
+        def align() -> dict[str, Any]:
+            from rosetta.orchestration import ingest_tasks
+
+            return ingest_tasks.align_stage(name, str(sources_file), get_current_context())
+
+        @task(outlets=[published])
+        def publish(staged: Any) -> dict[str, Any]:  # Any: called with an XComArg at parse time
+            from rosetta.orchestration import ingest_tasks
+
+            context = get_current_context()
+            summary = ingest_tasks.align_publish(name, str(sources_file), staged, context)
+            context["outlet_events"][published].extra = {"pairs": summary["pairs"], "gate": summary["gate"],
+                                                         "aligned_uri": summary["aligned_uri"]}
+            return summary
+
+        publish(align())
+    return dag
+
+
 def build_source_dags(sources_file: Path) -> dict[str, DAG]:
-    """One DAG per entry of ``sources_file``, keyed by dag id (``rosetta_source_<name>``)."""
-    from rosetta.orchestration.sources import load_sources
+    """One DAG per entry of ``sources_file``, keyed by dag id (``rosetta_source_<name>``), plus one per
+    alignment (``rosetta_align_<name>``)."""
+    from rosetta.orchestration.sources import load_sources_file
 
     dags = {}
-    for name, spec in load_sources(sources_file).items():
+    parsed = load_sources_file(sources_file)
+    for name, alignment in parsed.alignments.items():
+        dag = build_alignment_dag(name, alignment, sources_file)
+        dags[dag.dag_id] = dag
+    for name, spec in parsed.sources.items():
         dag_id = f"rosetta_source_{name}"
         asset = series_asset(name) if spec.connector in SERIES_CONNECTORS else None
         dags[dag_id] = build_ingest_dag(

@@ -139,3 +139,32 @@ def summarize_series(source_name: str, series: dict[str, Any]) -> dict[str, Any]
     from rosetta.pipelines.series import summarize_series as summarize
 
     return summarize(FeatureStoreConfig.from_env(s3_options=s3_options_from_env_connection()), source_name, series)
+
+
+def _alignment(name: str, sources_file: str) -> Any:
+    from pathlib import Path
+
+    from feature_store.config import FeatureStoreConfig
+    from rosetta.core.errors import ConfigError
+    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.orchestration.sources import load_alignments
+    from rosetta.pipelines.alignment import AlignmentPipeline
+
+    spec = load_alignments(Path(sources_file)).get(name)
+    if spec is None:
+        raise ConfigError(f"alignment {name!r} is no longer in {sources_file}", setting="ROSETTA_SOURCES_FILE")
+    return AlignmentPipeline(name, spec, FeatureStoreConfig.from_env(s3_options=s3_options_from_env_connection()))
+
+
+@airflow_errors
+def align_stage(name: str, sources_file: str, context: Any) -> dict[str, Any]:
+    """Align what the sources committed since the last published snapshot; stage it for the gate."""
+    with _alignment(name, sources_file) as pipeline:
+        return dict(pipeline.stage(run_context(context)))
+
+
+@airflow_errors
+def align_publish(name: str, sources_file: str, staged: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run the aligned-pairs gate (its policy decides) and publish the snapshot."""
+    with _alignment(name, sources_file) as pipeline:
+        return dict(pipeline.publish(run_context(context), staged))

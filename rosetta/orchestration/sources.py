@@ -19,7 +19,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -47,8 +47,51 @@ class SourceSpec(StrictModel):
     max_active_runs: int = Field(default=1, ge=1)
 
 
+class AlignSide(StrictModel):
+    """One side of an alignment: a configured source, optionally only its records with an object of ``role``.
+
+    ``keys`` maps an alignment key (a name in ``by``) to the record's entity key when they differ.
+    """
+
+    source: str
+    role: str | None = None
+    keys: dict[str, str] = Field(default_factory=dict)
+
+
+class GateSpec(StrictModel):
+    """The aligned-pairs quality gate: ``block`` stops the run on failure, ``warn`` records and goes on."""
+
+    policy: Literal["block", "warn"] = "block"
+    min_share_within_tolerance: float = Field(default=0.95, ge=0, le=1)
+    max_abs_offset_s: float | None = Field(default=None, gt=0)
+
+
+class AlignmentSpec(StrictModel):
+    """One alignment DAG (``rosetta_align_<name>``): images of ``left`` paired with text of ``right``.
+
+    It runs when either source commits new records (Airflow Assets), aligns incrementally and
+    publishes ``rosetta://aligned/<name>`` once the gate passed.  ``right_end_key``: the right
+    records' metadata field holding the end time (``interval`` strategy, e.g. a subtitle cue's end).
+    """
+
+    left: AlignSide
+    right: AlignSide
+    by: list[str] = Field(default_factory=list)
+    strategy: Literal["backward", "forward", "nearest", "interval", "window"] = "backward"
+    tolerance_s: float | None = Field(default=None, ge=0)
+    allow_exact: bool = True
+    cardinality: Literal["many_to_one", "one_to_many", "one_to_one"] = "many_to_one"
+    window_s: tuple[float, float] = (0.0, 0.0)
+    right_end_key: str | None = None
+    gate: GateSpec = Field(default_factory=GateSpec)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    owner: str = "rosetta"
+
+
 class SourcesFile(StrictModel):
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    alignments: dict[str, AlignmentSpec] = Field(default_factory=dict)
 
 
 def expand_env(value: Any) -> Any:
@@ -83,20 +126,38 @@ def sources_file_path(default: Path | None = None) -> Path:
 
 def load_sources(path: Path) -> dict[str, SourceSpec]:
     """Parse and validate a sources file; a missing file means no sources."""
+    return dict(load_sources_file(path).sources)
+
+
+def load_alignments(path: Path) -> dict[str, AlignmentSpec]:
+    """The ``alignments`` of a sources file (each side must name a configured source)."""
+    return dict(load_sources_file(path).alignments)
+
+
+def load_sources_file(path: Path) -> SourcesFile:
+    """Parse and validate a sources file: its sources and alignments."""
     import yaml
 
     if not path.is_file():
-        return {}
+        return SourcesFile()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", setting="ROSETTA_SOURCES_FILE") from None
     parsed = validate_config(SourcesFile, raw if isinstance(raw, dict) else {"sources": raw}, where=str(path))
-    for name in parsed.sources:
+    for name in [*parsed.sources, *parsed.alignments]:
         if not re.match(NAME_PATTERN, name):
-            raise ConfigError(f"source name {name!r} in {path} may only use letters, digits, '.', '_' and '-'",
+            raise ConfigError(f"name {name!r} in {path} may only use letters, digits, '.', '_' and '-'",
                               setting="ROSETTA_SOURCES_FILE")
-    return dict(parsed.sources)
+    for name, alignment in parsed.alignments.items():
+        for side in (alignment.left, alignment.right):
+            if side.source not in parsed.sources:
+                raise ConfigError(f"alignment {name!r} in {path} names source {side.source!r}, which is not in its "
+                                  f"sources ({', '.join(sorted(parsed.sources)) or 'none'})",
+                                  setting="ROSETTA_SOURCES_FILE")
+        if alignment.strategy == "interval" and not alignment.right_end_key:
+            raise ConfigError(f"alignment {name!r}: strategy 'interval' needs right_end_key", setting="right_end_key")
+    return parsed
 
 
 def resolved_options(name: str, spec: SourceSpec) -> dict[str, Any]:
