@@ -225,3 +225,26 @@ def test_equals_pandas_merge_asof_without_ties(data: tuple[list[dict[str, Any]],
         ours = {k: v for k, v in ours.items() if k not in tied}
         theirs = {k: v for k, v in theirs.items() if k not in tied}
     assert ours == theirs
+
+
+def test_aligning_parquet_in_key_chunks_equals_one_pass(tmp_path: Any) -> None:
+    import pyarrow.parquet as pq
+
+    from transforms.alignment.chunked import align_parquet
+
+    rng = random.Random(7)
+    left = [{"key": f"k{rng.randint(0, 9)}", "t": rng.randint(0, 50), "id": f"L{i:03d}"} for i in range(300)]
+    right = [{"key": f"k{rng.randint(0, 9)}", "t": rng.randint(0, 50), "id": f"R{i:03d}"} for i in range(300)]
+    right.append({"key": None, "t": 3, "id": "Rnull"})
+    pq.write_table(_table(left), tmp_path / "left.parquet", row_group_size=64)
+    pq.write_table(_table(right), tmp_path / "right.parquet", row_group_size=64)
+    spec = AlignSpec(strategy="nearest", by=("key",), tolerance=timedelta(seconds=3))
+    counts = align_parquet(tmp_path / "left.parquet", tmp_path / "right.parquet", spec, tmp_path / "out",
+                           rows_per_chunk=150)
+    assert counts["chunks"] > 2 and counts["rows"] == 601  # the null key is counted, never read into a chunk
+    chunked = pq.read_table(tmp_path / "out").to_pylist()
+    whole = align(_table(left), _table(right), spec).to_pylist()
+    key = lambda r: (r["key"], r["left_time"], r["left_id"])  # noqa: E731
+    assert sorted(chunked, key=key) == whole and counts["pairs"] == len(whole)
+    with pytest.raises(ConfigError, match="by keys"):
+        align_parquet(tmp_path / "left.parquet", tmp_path / "right.parquet", AlignSpec(), tmp_path / "x")
