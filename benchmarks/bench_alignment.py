@@ -34,7 +34,7 @@ backward, many-to-one, exact times allowed, no tolerance, left join: unmatched i
 4. The parent checks every image row (``--check-rows 0``: all; else a seeded sample): Rosetta's
    matched text row must equal each other engine's wherever the matched text time is not a tie;
    at a tie the engines may pick any of the tied rows (Rosetta must pick the smallest id, checked in
-   number order: the same as string order for the default ids; ``align`` compares int64 ids as strings).
+   number order: the same as string order for the default ids; ``align`` ranks int64 ids as numbers).
 
 Exit code 0 only if Rosetta's join time is within ``--target`` (1.25x) of the fastest engine and its peak
 RSS is no higher than any other engine's.

@@ -187,6 +187,84 @@ def test_left_join_keeps_unmatched_and_null_rows_and_bad_input_is_a_clear_error(
         AlignSpec(strategy="interval")
 
 
+# -- integer ids and nanosecond times ---------------------------------------------------------------------------
+def _int_ids(rows: list[dict[str, Any]]) -> pa.Table:
+    """``_table`` for rows whose ids are ints: an int64 ``source_id`` column."""
+    table = _table([{**r, "id": str(r["id"])} for r in rows])
+    return table.set_column(table.schema.get_field_index("source_id"), "source_id",
+                            pa.array([r["id"] for r in rows], pa.int64()))
+
+
+def _left_join_reference(left: list[dict[str, Any]], right: list[dict[str, Any]],
+                         spec: AlignSpec) -> list[tuple[Any, ...]]:
+    """The reference's pairs plus every left row without one, sorted by the rule with nulls last."""
+    pairs = _reference(left, right, spec)
+    paired = {p[1] for p in pairs}
+    alone = [(r["key"], r["id"], None, r["t"], None, None) for r in left if r["id"] not in paired]
+
+    def last(value: Any) -> tuple[bool, Any]:
+        return value is None, 0 if value is None else value
+    return sorted(pairs + alone, key=lambda o: (last(o[0]), last(o[3]), o[1], last(None if o[5] is None else abs(o[5])),
+                                                last(o[4]), last(o[2])))
+
+
+def _nullable_result(table: pa.Table) -> list[tuple[Any, ...]]:
+    def seconds(value: Any) -> int | None:
+        return None if value is None else int(value.total_seconds())
+    return [(r["key"], r["left_id"], r["right_id"], seconds(None if r["left_time"] is None else r["left_time"] - T0),
+             seconds(None if r["right_time"] is None else r["right_time"] - T0), seconds(r["offset"]))
+            for r in table.to_pylist()]
+
+
+@FAST
+@given(data=tables(), spec=SPECS, how=st.sampled_from(["inner", "left"]))
+def test_integer_ids_are_ranked_as_numbers(data: tuple[list[dict[str, Any]], list[dict[str, Any]]], spec: AlignSpec,
+                                           how: Any) -> None:
+    """Ties, one_to_one's greedy order and the output order compare int ids by value; the output has them as
+    strings."""
+    left, right = data  # "idNN" becomes NN * 7: 7 < 14 < 70 as numbers, "14" < "7" < "70" as strings
+    left = [{**r, "id": int(r["id"][2:]) * 7} for r in left]
+    right = [{**r, "id": int(r["id"][2:]) * 7} for r in right]
+    spec = AlignSpec(**{**spec.__dict__, "how": how})
+    expected = [(o[0], str(o[1]), None if o[2] is None else str(o[2]), *o[3:])
+                for o in (_left_join_reference(left, right, spec) if how == "left" else _reference(left, right, spec))]
+    assert _nullable_result(align(_int_ids(left), _int_ids(right), spec)) == expected
+
+
+def test_integer_id_ties_pick_the_smallest_number() -> None:
+    left = [{"key": "a", "t": 10, "id": 10}, {"key": "a", "t": 10, "id": 9}]
+    right = [{"key": "a", "t": 8, "id": 10}, {"key": "a", "t": 8, "id": 9}]
+    backward = align(_int_ids(left), _int_ids(right), AlignSpec(by=("key",)))
+    assert backward["left_id"].to_pylist() == ["9", "10"]  # as strings, "10" would come first
+    assert backward["right_id"].to_pylist() == ["9", "9"]
+    one_to_one = align(_int_ids(left), _int_ids(right[:1]), AlignSpec(by=("key",), cardinality="one_to_one"))
+    assert one_to_one["left_id"].to_pylist() == ["9"]
+
+
+def test_nanosecond_times_are_truncated_to_the_microsecond() -> None:
+    ns = pa.timestamp("ns", tz="UTC")
+    base = int(T0.timestamp()) * 10**9
+    left = pa.table({"source_id": ["L1", "L2", "L3", "L4"],
+                     "event_time": pa.array([base + 1_999, base + 5_000, -1_500, None], ns)})
+    right = pa.table({"source_id": ["R1", "R2"], "event_time": pa.array([base + 1_000, -2_000], ns),
+                      "end": pa.array([base + 2_500, -999], ns)})
+    out = align(left, right, AlignSpec(how="left"))
+    us = timedelta(microseconds=1)
+    assert out.to_pylist() == [
+        {"left_id": "L3", "right_id": "R2", "left_time": datetime(1970, 1, 1, tzinfo=UTC) - 2 * us,  # floor
+         "right_time": datetime(1970, 1, 1, tzinfo=UTC) - 2 * us, "offset": timedelta(0), "quality": 1.0},
+        {"left_id": "L1", "right_id": "R1", "left_time": T0 + us, "right_time": T0 + us, "offset": timedelta(0),
+         "quality": 1.0},
+        {"left_id": "L2", "right_id": "R1", "left_time": T0 + 5 * us, "right_time": T0 + us,
+         "offset": -4 * us, "quality": 1 / (1 + 4e-6)},
+        {"left_id": "L4", "right_id": None, "left_time": None, "right_time": None, "offset": None, "quality": None}]
+    interval = align(left, right, AlignSpec(strategy="interval", right_end="end"))
+    assert interval.select(["left_id", "right_id", "right_end"]).to_pylist() == [
+        {"left_id": "L3", "right_id": "R2", "right_end": datetime(1970, 1, 1, tzinfo=UTC) - us},
+        {"left_id": "L1", "right_id": "R1", "right_end": T0 + 2 * us}]
+    assert str(interval.schema.field("left_time").type) == "timestamp[us, tz=UTC]"
+
+
 # -- pandas merge_asof where the semantics coincide ------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
 @given(data=tables(), direction=st.sampled_from(["backward", "forward", "nearest"]),
