@@ -66,3 +66,16 @@ def test_a_late_right_row_reopens_only_its_window() -> None:
     assert _reopened_left(_table(left), _table([]), _table(late), spec) == ["L10", "L8"]  # left in [7, 10]
     whole = AlignSpec(by=("key",))
     assert len(_reopened_left(_table(left), _table([]), _table(late), whole)) == len(left)
+
+
+def test_integer_ids_keep_number_order_across_increments() -> None:
+    from datetime import UTC, datetime
+
+    ts = pa.timestamp("us", tz="UTC")
+    at = pa.array([datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)] * 2, ts)
+    left = pa.table({"key": ["a", "a"], "source_id": pa.array([10, 9], pa.int64()), "event_time": at})
+    right = pa.table({"key": ["a"], "source_id": pa.array([1], pa.int64()), "event_time": at.slice(0, 1)})
+    spec = AlignSpec(by=("key",))
+    first = align(left.slice(0, 1), right, spec)
+    later = realign(first, left, right, left.slice(1, 1), right.slice(0, 0), spec)
+    assert later["left_id"].to_pylist() == ["9", "10"] and later.equals(align(left, right, spec))

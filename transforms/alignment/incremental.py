@@ -48,9 +48,25 @@ def realign(previous: pa.Table | None, left: pa.Table, right: pa.Table, new_left
     fresh = align(left_part, right.filter(keys) if keys is not None else right, spec)
     kept = previous.filter(pc.invert(pc.fill_null(pc.is_in(previous.column("left_id"), value_set=ids), False)))
     merged = pa.concat_tables([kept, fresh.cast(kept.schema) if len(kept.schema) else fresh])
-    from transforms.alignment.align import _sorted_output
+    from transforms.alignment.align import _rule_order
 
-    return _sorted_output(merged, spec)
+    if not merged.num_rows:
+        return merged
+    right_ids = _typed(merged.column("right_id"), right, spec.right_id) if "right_id" in merged.column_names \
+        else None
+    return merged.take(_rule_order(merged, _typed(merged.column("left_id"), left, spec.left_id), right_ids, spec))
+
+
+def _typed(ids: pa.ChunkedArray, source: pa.Table, column: str) -> pa.ChunkedArray:
+    """The output's string ids as the source table had them, so the rule compares them in their own type
+    (ids 9 and 10 order as numbers, as :func:`align` orders them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    original = source.column(column)
+    if pa.types.is_string(original.type) or pa.types.is_large_string(original.type):
+        return ids
+    return pc.take(original, pc.index_in(ids, value_set=original.cast(pa.string())))
 
 
 def _reopened_left(left: pa.Table, new_left: pa.Table, new_right: pa.Table, spec: AlignSpec) -> list[str]:
