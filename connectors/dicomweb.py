@@ -70,21 +70,21 @@ class _RedactArchiveUrls(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.roots: set[str] = set()
+        self.paths: dict[str, re.Pattern[str]] = {}  # root -> the root and the URL path/query after it
+
+    def add_root(self, root: str) -> None:
+        self.paths.setdefault(root, re.compile(re.escape(root) + r"[^\s\"']*"))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.roots:
+        if self.paths:
             message = record.getMessage()
-            for root in self.roots:
+            for root, path in self.paths.items():
                 if root in message:
-                    record.msg, record.args = _ARCHIVE_PATH.sub(lambda m: m.group(1) + "/<redacted>",
-                                                                message.replace(root, "\0ROOT\0")), None
-                    record.msg = record.msg.replace("\0ROOT\0", root)
+                    record.msg, record.args = path.sub(root + "/<redacted>", message), None
                     break
         return True
 
 
-_ARCHIVE_PATH = re.compile(r"(\0ROOT\0)[^\s\"']*")
 _REDACT = _RedactArchiveUrls()
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).addFilter(_REDACT)
@@ -154,7 +154,7 @@ class DicomWebConnector(Connector[DicomWebConfig]):
         self.reader = DicomRecords(config)
         self.root = config.url.rstrip("/")
         if config.deid.enabled:  # request URLs carry original UIDs: never in a log line
-            _REDACT.roots.add(self.root)
+            _REDACT.add_root(self.root)
         self._transport = transport
         self._sleep = sleep
         self._client: Any = None

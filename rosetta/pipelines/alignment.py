@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from feature_store.config import FeatureStoreConfig
-from feature_store.manifest import RecordCatalog, write_table
+from feature_store.manifest import RecordCatalog, read_table, write_table
 from feature_store.object_store import open_object_store
 from rosetta.core.hashing import safe_name
 from rosetta.core.timeutil import isoformat_z
@@ -99,24 +99,19 @@ class AlignmentPipeline:
 
     def latest(self, *, exclude_run_id: str | None = None) -> tuple[pa.Table | None, set[str]]:
         """The last published snapshot and the ingest runs it covers (None, empty set before the first)."""
-        import io
-
-        import pyarrow.parquet as pq
-
-        best: tuple[str, str, str] | None = None
+        best: tuple[str, str, pa.Table] | None = None
         for key in self.store.list(f"{ALIGNED_PREFIX}{safe_name(self.name)}/part-"):
-            with self.store.open(key) as stream:
-                meta = pq.read_schema(io.BytesIO(stream.read())).metadata or {}
+            table = read_table(self.store, key)  # each part read once; the best one is kept
+            meta = table.schema.metadata or {}
             run_id = meta.get(b"rosetta.run_id", b"").decode()
             if run_id == exclude_run_id:
                 continue
-            rank = (meta.get(b"rosetta.published", b"").decode(), run_id, key)
-            if best is None or rank > best:
-                best = rank
+            rank = (meta.get(b"rosetta.published", b"").decode(), run_id)
+            if best is None or rank > best[:2]:
+                best = (*rank, table)
         if best is None:
             return None, set()
-        with self.store.open(best[2]) as stream:
-            table = pq.read_table(io.BytesIO(stream.read()))
+        table = best[2]
         covered = set(json.loads((table.schema.metadata or {}).get(b"rosetta.covered_runs", b"[]")))
         return table.replace_schema_metadata(None), covered
 
@@ -148,14 +143,9 @@ class AlignmentPipeline:
 
     def publish(self, run: RunContext, staged: dict[str, Any]) -> dict[str, Any]:
         """Gate the staged table (policy block raises QualityGateError) and publish it with the gate result."""
-        import io
-
-        import pyarrow.parquet as pq
-
         from transforms.quality.gates import QualityGateError, aligned_pairs_gate
 
-        with self.store.open(self.store.key_for(staged["staged_uri"])) as stream:
-            table = pq.read_table(io.BytesIO(stream.read()))
+        table = read_table(self.store, self.store.key_for(staged["staged_uri"]))
         meta = dict(table.schema.metadata or {})
         gate_spec, spec = self.spec.gate, self.spec
         bound = gate_spec.max_abs_offset_s

@@ -717,15 +717,6 @@ def _sortable(column: Any) -> Any:
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
-def _sorted_output(table: pa.Table, spec: AlignSpec) -> pa.Table:
-    """An aligned table (e.g. pieces of several runs put together) sorted by the rule; its ids are strings
-    here, so they are compared as strings."""
-    if not table.num_rows:
-        return table
-    right_ids = table.column("right_id") if "right_id" in table.column_names else None
-    return table.take(_rule_order(table, table.column("left_id"), right_ids, spec))
-
-
 def _window_table(left: pa.Table, right: pa.Table, prep: _Prepared, spec: AlignSpec) -> pa.Table:
     """One row per left row: the right ids and text within the window, in (time, id) order."""
     import numpy as np

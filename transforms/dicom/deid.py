@@ -402,11 +402,7 @@ class Deidentifier:
     # -- values --------------------------------------------------------------------------------
     def _new_uid(self, uid: str) -> str:
         """A UID's keyed replacement; a registered DICOM UID (a class, a syntax, a coding scheme) stays."""
-        from pydicom.uid import UID
-
-        if not uid or UID(uid).name != uid:
-            return uid
-        return self.pseudonyms.uid(uid)
+        return uid if not uid or _registered(uid) else self.pseudonyms.uid(uid)
 
     def _dummy(self, number: int, vr: str, value: Any, patient: str) -> Any:
         pseudonyms = self.pseudonyms
@@ -474,12 +470,17 @@ def _replace(ds: Any, number: int, vr: str, value: Any) -> None:
     ds[number] = DataElement(number, vr, value)
 
 
-def _all_registered(value: bytes) -> bool:
-    """True if every UID in the raw value is a registered DICOM UID (never an identifier)."""
+def _registered(uid: str) -> bool:
+    """True for a UID in the DICOM registry (pydicom knows its name): a class or syntax, never an identifier."""
     from pydicom.uid import UID
 
+    return UID(uid).name != uid
+
+
+def _all_registered(value: bytes) -> bool:
+    """True if every UID in the raw value is a registered DICOM UID."""
     uids = [part.strip(" \0") for part in value.decode("ascii", "replace").split("\\")]
-    return all(not uid or UID(uid).name != uid for uid in uids)
+    return all(not uid or _registered(uid) for uid in uids)
 
 
 def _shift_one(text: str, vr: str, days: int) -> str:
