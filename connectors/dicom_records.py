@@ -23,7 +23,6 @@ Frame Time / Frame Time Vector when the header has them.
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -141,6 +140,7 @@ class DicomRecords:
         from transforms.dicom.deid import BurnedInAnnotationError
         from transforms.dicom.reading import DicomReadError, read_instance
         from transforms.dicom.times import NoEventTimeError
+        from transforms.dicom.writing import write_instance
 
         deid = self.deidentifier
         raw_payload = None if deid is not None else data  # identified bytes never reach quarantine storage
@@ -165,9 +165,9 @@ class DicomRecords:
             if result.date_shift_days:
                 moment -= timedelta(days=result.date_shift_days)
                 origin += "+date-shifted"
-            stored = _encode(ds, label, source_id)
+            stored = write_instance(ds, label, source_id)
         elif self.config.header_only:
-            stored = _encode(ds, label, source_id)
+            stored = write_instance(ds, label, source_id)
         keys = {key: str(ds.get(attr)) for key, attr in KEY_ATTRIBUTES if ds.get(attr)}
         metadata: dict[str, Any] = {
             "modality": str(ds.get("Modality", "") or ""), "sop_class_uid": str(ds.get("SOPClassUID", "") or ""),
@@ -214,24 +214,6 @@ class DicomRecords:
         except PixelDecodeError as exc:
             raise BadRecordError(f"{label}: {exc.reason}", source_id=source_id, payload=stored) from None
         return [(index, to_png(array)) for index, array in zip(indices, arrays, strict=True)]
-
-
-def _encode(ds: Any, label: str, source_id: str) -> bytes:
-    out = io.BytesIO()
-    try:
-        try:
-            ds.save_as(out)
-        except (TypeError, ValueError):
-            # An element read without a VR (implicit data under an explicit meta) cannot be written raw:
-            # converting every element gives each its dictionary VR; then write again.
-            for _ in ds.iterall():
-                pass
-            out = io.BytesIO()
-            ds.save_as(out)
-    except Exception as exc:  # pydicom raises several types for unwritable values
-        raise BadRecordError(f"{label}: the de-identified instance cannot be written ({type(exc).__name__}: {exc})",
-                             source_id=source_id) from None
-    return out.getvalue()
 
 
 def _int(value: Any, default: int = 0) -> int:

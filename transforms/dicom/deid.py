@@ -250,6 +250,7 @@ class Deidentifier:
         self._safe_private = {(int(g, 16), creator.strip(), int(e, 16))
                               for g, creator, e in (entry.split(",") for entry in config.safe_private)}
         self._method = self._method_text()
+        self._items_cache: dict[bool, list[Any]] = {}
 
     # -- public --------------------------------------------------------------------------------
     def deidentify(self, ds: Any) -> DeidResult:
@@ -315,7 +316,7 @@ class Deidentifier:
                 del ds[tag]
                 result.removed += 1
                 continue
-            raw = ds.get_item(tag)
+            raw = ds.get_item(tag, keep_deferred=True)
             vr = getattr(raw, "VR", None)
             if not vr or vr == "UN":  # implicit, or stored as UN: the dictionary says what it is (SQ, UI...)
                 try:
@@ -421,26 +422,34 @@ class Deidentifier:
         return _DUMMY_TEXT
 
     # -- the record of what was done -------------------------------------------------------------
+    def _code_items(self, pixels_cleaned: bool) -> list[Any]:
+        """The De-identification Method Code Sequence items, built once per de-identifier and shared by the
+        instances it writes (creating pydicom datasets is slow); they are only ever read."""
+        from pydicom.dataset import Dataset
+
+        cached = self._items_cache.get(pixels_cleaned)
+        if cached is None:
+            codes = [BASIC_PROFILE_CODE]
+            if pixels_cleaned:
+                codes.append(CLEAN_PIXEL_CODE)
+            codes += [(OPTIONS[name][1], OPTIONS[name][2]) for name in self.config.options]
+            cached = []
+            for value, meaning in codes:
+                item = Dataset()
+                item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+                cached.append(item)
+            self._items_cache[pixels_cleaned] = cached
+        return list(cached)
+
     def _method_text(self) -> str:
         names = [OPTIONS[name][2] for name in self.config.options]
         text = f"Rosetta: {BASIC_PROFILE_CODE[1]} ({self.edition})"
         return (text + "; " + "; ".join(names))[:64] if names else text[:64]
 
     def _record(self, ds: Any, result: DeidResult) -> None:
-        from pydicom.dataset import Dataset
-
-        codes = [BASIC_PROFILE_CODE]
-        if result.pixels_cleaned:
-            codes.append(CLEAN_PIXEL_CODE)
-        codes += [(OPTIONS[name][1], OPTIONS[name][2]) for name in self.config.options]
-        items = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
-            items.append(item)
+        ds.DeidentificationMethodCodeSequence = self._code_items(result.pixels_cleaned)
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = self._method
-        ds.DeidentificationMethodCodeSequence = items
         if result.pixels_cleaned:
             ds.BurnedInAnnotation = "NO"
         ds.LongitudinalTemporalInformationModified = (
@@ -462,12 +471,40 @@ def _texts(ds: Any, tag: Any) -> list[str]:
 
 
 def _replace(ds: Any, number: int, vr: str, value: Any) -> None:
-    """Put a new element in place of the old one (one value, several, or None for zero length)."""
-    from pydicom.dataelem import DataElement
+    """Put a new element in place of the old one (one value, several, or None for zero length).
+
+    ASCII text values go in as raw elements holding the bytes pydicom's writer would produce (joined by
+    backslashes, padded to even length with NUL for UI and space otherwise): writing them is then a copy,
+    and whoever reads them converts them as any element read from a file.  Other values are DataElements.
+    """
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.tag import Tag
 
     if isinstance(value, list) and vr != "SQ":
         value = value[0] if len(value) == 1 else (value or None)
-    ds[number] = DataElement(number, vr, value)
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    encoded = _text_bytes(vr, value) if implicit is not None and little is not None else None
+    if encoded is None:
+        ds[number] = DataElement(number, vr, value)
+    else:
+        ds[number] = RawDataElement(Tag(number), vr, len(encoded), encoded, 0, bool(implicit), bool(little))
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
+                       "UR", "UT"})
+
+
+def _text_bytes(vr: str, value: Any) -> bytes | None:
+    """The encoded value of a text element holding ASCII strings (or nothing); None for anything else."""
+    if vr not in _TEXT_VRS:
+        return None
+    values = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(v, str) and v.isascii() for v in values):
+        return None
+    encoded = "\\".join(values).encode("ascii")
+    if len(encoded) % 2:
+        encoded += b"\0" if vr == "UI" else b" "
+    return encoded
 
 
 def _registered(uid: str) -> bool:

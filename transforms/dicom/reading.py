@@ -290,10 +290,22 @@ def _raw_text(ds: Dataset, tag: int) -> str:
     return str(elem.value or "")
 
 
+def _has_value(ds: Dataset, tag: int) -> bool:
+    """True if the element holds at least one value; read from the raw bytes when still raw (these are
+    text VRs: UI, CS), so a UID that de-identification replaces next is not converted for nothing.  An element
+    stored as UN is converted, which gives it its dictionary VR in the output as before."""
+    from pydicom.dataelem import RawDataElement
+
+    elem = _stored(ds, tag)
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes) and elem.VR != "UN":
+        return any(part.strip(b" \x00") for part in elem.value.split(b"\\"))
+    return bool(ds[tag].VM > 0)
+
+
 def _flag_missing(ds: Dataset, tag: int, name: str, findings: _Findings) -> None:
     from pydicom.tag import Tag
 
-    if tag in ds and ds[tag].VM > 0:
+    if tag in ds and _has_value(ds, tag):
         return
     state = "present but empty" if tag in ds else "absent"
     note = f"Type 1 attribute {name} {Tag(tag)} is {state}"
@@ -354,19 +366,24 @@ class _Reader:
         if _raw_text(ds.file_meta, _TRANSFER_SYNTAX_UID) == _DEFLATED:
             return any(tag in ds for tag in _PIXEL_TAGS)  # inflate raised already if the stream was cut
         size = len(self.data)
-        stored = [_stored(d, tag) for d in (ds.file_meta, ds) for tag in list(d.keys())]
-        raws = [e for e in stored if isinstance(e, RawDataElement)]
-        for raw in raws:
-            if raw.length != _UNDEFINED and raw.value_tell + raw.length > size:
-                raise self.reject("truncated", f"element {raw.tag} declares {raw.length} bytes at offset "
-                                  f"{raw.value_tell} but the data ends at byte {size}; fetch the file again "
-                                  "from the source")
+        raws: list[RawDataElement] = []
+        last_raw, last_undefined = None, -1
+        for in_body, d in ((False, ds.file_meta), (True, ds)):
+            for tag in list(d.keys()):
+                elem = _stored(d, tag)
+                if isinstance(elem, RawDataElement):
+                    if elem.length != _UNDEFINED and elem.value_tell + elem.length > size:
+                        raise self.reject("truncated", f"element {elem.tag} declares {elem.length} bytes at offset "
+                                          f"{elem.value_tell} but the data ends at byte {size}; fetch the file "
+                                          "again from the source")
+                    raws.append(elem)
+                    if last_raw is None or elem.value_tell > last_raw.value_tell:
+                        last_raw = elem
+                elif in_body:
+                    last_undefined = max(last_undefined, elem.file_tell or 0)
         position = fp.tell()
         if self.header_only and position < size:
             return self.check_rest(ds, raws, position)
-        last_raw = max(raws, key=lambda e: e.value_tell, default=None)
-        last_undefined = max((e.file_tell or 0 for e in (_stored(ds, t) for t in list(ds.keys()))
-                              if not isinstance(e, RawDataElement)), default=-1)
         if last_raw is not None and last_raw.value_tell > last_undefined:
             self.check_tail(last_raw.value_tell + last_raw.length)
         return any(tag in ds for tag in _PIXEL_TAGS)
