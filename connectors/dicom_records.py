@@ -138,7 +138,7 @@ class DicomRecords:
     def _records(self, source: str, source_id: str, data: bytes, label: str, expected: int | None,
                  arrived: datetime | None) -> list[SourceRecord]:
         from transforms.dicom.deid import BurnedInAnnotationError
-        from transforms.dicom.reading import DicomReadError, read_instance
+        from transforms.dicom.reading import DicomReadError, HeaderText, read_instance
         from transforms.dicom.times import NoEventTimeError
         from transforms.dicom.writing import write_instance
 
@@ -151,7 +151,7 @@ class DicomRecords:
             raise BadRecordError(f"{label}: {exc.reason}", source_id=source_id, payload=raw_payload) from None
         ds = read.dataset
         try:
-            moment, origin = self.event_time(ds)
+            moment, origin = self.event_time(HeaderText(ds))
         except NoEventTimeError as exc:
             if arrived is None:
                 raise BadRecordError(f"{label}: {exc}", source_id=source_id, payload=raw_payload) from None
@@ -168,15 +168,17 @@ class DicomRecords:
             stored = write_instance(ds, label, source_id)
         elif self.config.header_only:
             stored = write_instance(ds, label, source_id)
-        keys = {key: str(ds.get(attr)) for key, attr in KEY_ATTRIBUTES if ds.get(attr)}
+        text = HeaderText(ds)
+        keys = {key: str(value) for key, attr in KEY_ATTRIBUTES if (value := text.get(attr))}
         metadata: dict[str, Any] = {
-            "modality": str(ds.get("Modality", "") or ""), "sop_class_uid": str(ds.get("SOPClassUID", "") or ""),
+            "modality": str(text.get("Modality", "") or ""), "sop_class_uid": str(text.get("SOPClassUID", "") or ""),
             "rows": _int(ds.get("Rows")), "columns": _int(ds.get("Columns")),
-            "frames": _int(ds.get("NumberOfFrames"), 1), "instance_number": _int(ds.get("InstanceNumber")),
+            "frames": _int(text.get("NumberOfFrames"), 1), "instance_number": _int(text.get("InstanceNumber")),
             "transfer_syntax": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
             "deidentified": deid is not None, "read_flags": list(read.flags)}
-        if expected or _int(ds.get("ImagesInAcquisition")):  # where the data says how many to expect
-            metadata["series_expected"] = int(expected or _int(ds.get("ImagesInAcquisition")))
+        in_acquisition = _int(text.get("ImagesInAcquisition"))
+        if expected or in_acquisition:  # where the data says how many to expect
+            metadata["series_expected"] = int(expected or in_acquisition)
         if deid is not None:
             metadata["deid_method"] = str(ds.get("DeidentificationMethod", ""))
         dicom = RawObject("dicom", stored, "application/dicom")

@@ -418,3 +418,35 @@ def test_concurrent_reads_match_sequential_reads() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(pool.map(outcome, inputs * 8))
     assert got == expected * 8
+
+
+def test_header_text_reads_what_pydicom_converts_without_converting() -> None:
+    from transforms.dicom.deid import DeidConfig, Deidentifier
+    from transforms.dicom.reading import HeaderText
+
+    keywords = ["PatientID", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                "Modality", "SOPClassUID", "NumberOfFrames", "InstanceNumber", "ImagesInAcquisition",
+                "TimezoneOffsetFromUTC", "AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", "ContentDate",
+                "ContentTime", "SeriesDate", "SeriesTime", "StudyDate", "StudyTime", "InstanceCreationDate"]
+    deid = Deidentifier(DeidConfig(key="unit-test-key-0123456789abcdef"))
+    compared = raw_kept = 0
+    for name in _corpus():
+        data = (CORPUS / name).read_bytes()
+        for deidentify in (False, True):
+            try:
+                mine = read_instance(data, name, validate_values=False).dataset
+                theirs = read_instance(data, name, validate_values=False).dataset
+                if deidentify:
+                    deid.deidentify(mine)
+                    deid.deidentify(theirs)
+            except Exception:  # refused input: covered above
+                continue
+            text = HeaderText(mine)
+            for keyword in keywords:
+                with warnings.catch_warnings():  # pydicom warns about invalid values it converts anyway
+                    warnings.simplefilter("ignore")
+                    got, expected = text.get(keyword), theirs.get(keyword)
+                    assert ("" if got is None else str(got)) == ("" if expected is None else str(expected)), name
+                compared += 1
+            raw_kept += type(mine.get_item(0x0020000D, keep_deferred=True)).__name__ == "RawDataElement"
+    assert compared > 2000 and raw_kept > 50  # most Study Instance UIDs were read without being converted

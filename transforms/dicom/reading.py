@@ -278,6 +278,45 @@ def _stored(ds: Dataset, tag: int) -> RawDataElement | DataElement:
     return cast("RawDataElement | DataElement", ds.get_item(tag, keep_deferred=True))
 
 
+#: VRs whose values are ASCII whatever the character set, and in which leading spaces do not count.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+#: Text VRs in the character set: their ASCII bytes read the same in every DICOM character set.
+_CHARSET_VRS = frozenset({"LO", "SH"})
+
+
+class HeaderText:
+    """Single text values of a dataset by keyword, read from the raw bytes when possible.
+
+    ``HeaderText(ds).get("StudyInstanceUID")`` equals ``str(ds.get("StudyInstanceUID"))`` but leaves the
+    element unconverted (pydicom's conversion costs tens of microseconds an element, and a record reads a
+    dozen).  Multi-valued, non-ASCII and binary values are converted by pydicom as usual.
+    """
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+        from pydicom.dataelem import RawDataElement
+
+        ds = self.ds
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag not in ds:
+            return default
+        elem = ds.get_item(tag, keep_deferred=True)
+        value = getattr(elem, "value", None)
+        if isinstance(elem, RawDataElement) and isinstance(value, bytes) and b"\\" not in value and \
+                value.isascii() and b"\x1b" not in value:
+            vr = elem.VR if elem.VR and elem.VR != "UN" else dictionary_VR(tag)
+            if vr in _ASCII_VRS:
+                text = value.decode("ascii").strip(" \x00")
+                return text if text else ds.get(keyword, default)  # empty: whatever pydicom makes of it
+            if vr in _CHARSET_VRS:
+                text = value.decode("ascii").rstrip(" \x00")
+                return text if text else ds.get(keyword, default)
+        return ds.get(keyword, default)
+
+
 def _raw_text(ds: Dataset, tag: int) -> str:
     """The value of a short text element without converting it (conversion belongs to the walk)."""
     from pydicom.dataelem import RawDataElement
