@@ -7,7 +7,9 @@
 The join: for every image row, the latest text row of the same key at or before its time (as-of,
 backward, many-to-one, exact times allowed, no tolerance, left join: unmatched image rows kept):
 
-- rosetta: ``align(image, text, AlignSpec(strategy="backward", by=("key",), how="left"))``;
+- rosetta: ``align(image, text, AlignSpec(strategy="backward", by=("key",), how="left", order="left"))``:
+  one row per image row in the image table's order, as polars and pandas give them (``--order rule``:
+  sorted by the rule's order instead, which gathers every output column);
 - duckdb: ``SELECT ... FROM image i ASOF LEFT JOIN text t ON i.key = t.key AND i.time >= t.time``,
   fetched as an Arrow table;
 - polars: ``image.join_asof(text, by="key", strategy="backward")``;
@@ -154,14 +156,15 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
-def join_rosetta(folder: Path) -> tuple[float, int, pa.Table]:
+def join_rosetta(folder: Path, order: str = "left") -> tuple[float, int, pa.Table]:
     import pyarrow.parquet as pq
 
     from transforms.alignment import AlignSpec, align
 
     image, text = pq.read_table(folder / "image.parquet"), pq.read_table(folder / "text.parquet")
     spec = AlignSpec(strategy="backward", by=("key",), left_time="time", right_time="time", left_id="id",
-                     right_id="id", tolerance=None, allow_exact=True, cardinality="many_to_one", how="left")
+                     right_id="id", tolerance=None, allow_exact=True, cardinality="many_to_one", how="left",
+                     order=order)  # type: ignore[arg-type]
     start = _before_join()
     out = align(image, text, spec)
     elapsed = time.perf_counter() - start
@@ -222,12 +225,12 @@ def _before_join() -> float:
     return time.perf_counter()
 
 
-def run_engine(name: str, folder: Path, pairs_path: Path | None) -> dict[str, Any]:
+def run_engine(name: str, folder: Path, pairs_path: Path | None, order: str) -> dict[str, Any]:
     """Load, join (timed), measure; optionally write the (left_id, right_id) pairs after measuring."""
     import pyarrow.parquet as pq
 
     start = time.perf_counter()
-    join_s, rows_out, pairs = JOINS[name](folder)
+    join_s, rows_out, pairs = join_rosetta(folder, order) if name == "rosetta" else JOINS[name](folder)
     figures: dict[str, Any] = {"engine": name, "join_s": round(join_s, 3),
                                "load_s": round(time.perf_counter() - start - join_s, 3), "rows_out": rows_out,
                                **_MARKS, "peak_rss_kib": peak_rss_kib(),
@@ -311,6 +314,8 @@ def main() -> int:
     parser.add_argument("--check-rows", type=int, default=0, help="image rows to check for agreement (0: all)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--order", choices=("left", "rule"), default="left",
+                        help="Rosetta's output order: the image table's (as polars/pandas) or the rule's (sorted)")
     # internal: this process only prepares the data, or runs one engine
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
@@ -324,7 +329,7 @@ def main() -> int:
         print(json.dumps({"data": str(folder)}))
         return 0
     if args.engine:
-        print(json.dumps(run_engine(args.engine, args.data, args.pairs)))
+        print(json.dumps(run_engine(args.engine, args.data, args.pairs, args.order)))
         return 0
 
     engines = [e for e in ENGINES if e in set(args.only or ENGINES)]
@@ -340,7 +345,7 @@ def main() -> int:
     pairs = {e: folder / f"pairs-{e}.parquet" for e in engines}
     for round_no in range(args.rounds):
         for name in engines if round_no % 2 == 0 else engines[::-1]:
-            figures = spawn(["--engine", name, "--data", str(folder),
+            figures = spawn(["--engine", name, "--data", str(folder), "--order", args.order,
                              *(["--pairs", str(pairs[name])] if round_no == 0 else [])])
             if figures["rows_out"] != args.rows:
                 raise RuntimeError(f"{name}: {figures['rows_out']} rows out, expected {args.rows} (one per image)")
@@ -351,7 +356,8 @@ def main() -> int:
 
     results: dict[str, Any] = {"rows": args.rows, "keys": args.keys, "key_type": args.key_type,
                                "id_type": args.id_type, "seed": args.seed, "rounds": args.rounds,
-                               "cpus": os.cpu_count(), "target": args.target, "engines": {}}
+                               "cpus": os.cpu_count(), "target": args.target, "rosetta_order": args.order,
+                               "engines": {}}
     for name, figs in runs.items():
         mean = sum(f["join_s"] for f in figs) / len(figs)
         results["engines"][name] = {
@@ -399,7 +405,8 @@ def main() -> int:
         print("\nno target assessed: it needs rosetta and at least one other engine")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    print("targets met" if ok else "TARGETS MISSED")
+    if "rosetta" in figures_by and len(figures_by) > 1:
+        print("targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1
 
 

@@ -160,6 +160,30 @@ def test_the_result_does_not_depend_on_input_order(data: tuple[list[dict[str, An
     assert first.equals(again)
 
 
+@FAST
+@given(data=tables(), strategy=st.sampled_from(["backward", "forward", "nearest"]),
+       tolerance=st.one_of(st.none(), st.integers(0, 5).map(lambda s: timedelta(seconds=s))),
+       allow_exact=st.booleans(), how=st.sampled_from(["inner", "left"]))
+def test_left_order_gives_the_same_pairs_in_the_left_tables_order(
+        data: tuple[list[dict[str, Any]], list[dict[str, Any]]], strategy: Any, tolerance: timedelta | None,
+        allow_exact: bool, how: Any) -> None:
+    left, right = data
+    spec = AlignSpec(strategy=strategy, by=("key",), tolerance=tolerance, allow_exact=allow_exact, how=how)
+    rule = align(_table(left), _table(right), spec)
+    mine = align(_table(left), _table(right), AlignSpec(**{**spec.__dict__, "order": "left"}))
+    position = {row["id"]: i for i, row in enumerate(left)}  # ids are unique in these tables
+    expected = sorted(rule.to_pylist(), key=lambda r: position[r["left_id"]])
+    assert mine.schema == rule.schema
+    assert mine.to_pylist() == expected
+
+
+def test_left_order_is_only_for_the_as_of_strategies() -> None:
+    with pytest.raises(ConfigError, match="order 'left'"):
+        AlignSpec(strategy="interval", right_end="end", order="left")
+    with pytest.raises(ConfigError, match="order 'left'"):
+        AlignSpec(cardinality="one_to_many", order="left")
+
+
 def test_ties_pick_the_smallest_right_id_and_nearest_prefers_the_earlier_row() -> None:
     left = [{"key": "a", "t": 10, "id": "L"}]
     right = [{"key": "a", "t": 8, "id": "r9"}, {"key": "a", "t": 8, "id": "r1"}, {"key": "a", "t": 12, "id": "r0"}]
@@ -324,5 +348,9 @@ def test_aligning_parquet_in_key_chunks_equals_one_pass(tmp_path: Any) -> None:
     whole = align(_table(left), _table(right), spec).to_pylist()
     key = lambda r: (r["key"], r["left_time"], r["left_id"])  # noqa: E731
     assert sorted(chunked, key=key) == whole and counts["pairs"] == len(whole)
+    again = align_parquet(tmp_path / "left.parquet", tmp_path / "right.parquet", spec, tmp_path / "out",
+                          rows_per_chunk=150, batch_rows=50)  # a re-run, in smaller batches: the same parts
+    assert again == counts and sorted(pq.read_table(tmp_path / "out").to_pylist(), key=key) == whole
+    assert not (tmp_path / "out" / ".spill").exists()
     with pytest.raises(ConfigError, match="by keys"):
         align_parquet(tmp_path / "left.parquet", tmp_path / "right.parquet", AlignSpec(), tmp_path / "x")

@@ -22,7 +22,10 @@ right row (so ``nearest`` prefers the row before); at equal time the smallest ri
 contains the time wins).  ``one_to_one`` assigns greedily over all qualifying pairs ranked by
 ``(|offset|, left_time, left_id, right_time, right_id)``.  A row whose time, id or any ``by`` key is
 null matches nothing.  The result never depends on the input order, and its rows come sorted by
-``(by..., left_time, left_id, |offset|, right_time, right_id)``.
+``(by..., left_time, left_id, |offset|, right_time, right_id)``.  ``order="left"`` (as-of strategies,
+many_to_one) gives the same pairs with one row per left row in the left table's order instead, as
+pandas and polars do: the left columns are then the input's own, not gathered into a new order, which
+is faster and smaller for big tables.
 
 Ids are compared in their own type: integer ids by value (9 before 10), string ids by their bytes
 (``"10"`` before ``"9"``).  Rows with equal ids are told apart by their input position, which only
@@ -84,6 +87,7 @@ class AlignSpec:
     text: str = "text"  # window: the right column to concatenate
     separator: str = "\n"
     how: Literal["inner", "left"] = "inner"
+    order: Literal["rule", "left"] = "rule"
 
     def __post_init__(self) -> None:
         if self.strategy == "interval" and not self.right_end:
@@ -91,6 +95,10 @@ class AlignSpec:
                               setting="right_end")
         if self.tolerance is not None and self.tolerance < timedelta(0):
             raise ConfigError("tolerance must not be negative", setting="tolerance")
+        if self.order == "left" and (self.strategy not in POINT_STRATEGIES or self.cardinality != "many_to_one"):
+            raise ConfigError("order 'left' (rows in the left table's order) is for the as-of strategies (backward, "
+                              "forward, nearest) with cardinality many_to_one; leave order as 'rule'",
+                              setting="order")
         if self.strategy == "window" and self.cardinality != "many_to_one":
             raise ConfigError("strategy 'window' gives one row per left row; leave cardinality as many_to_one",
                               setting="cardinality")
@@ -134,6 +142,8 @@ class _Prepared:
     span: _Span
     key_values: pa.Array | None  # see _Groups.values
     right_end: np.ndarray | None  # interval: the end of every right input row, microseconds
+    left_time: np.ndarray | None = None  # every left input row's time (us; NULL_TIME for null)
+    right_time: np.ndarray | None = None
 
 
 @dataclass
@@ -153,12 +163,63 @@ class _Pairs:
 def align(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.Table:
     """Pair ``left`` rows with ``right`` rows by time within ``spec.by`` keys (pure; inputs untouched)."""
     _check_columns(left, right, spec)
+    if spec.order == "left":
+        return _asof_in_left_order(left, right, spec)
     prep = _prepare(left, right, spec)
     if spec.strategy == "window":
         return _window_table(left, right, prep, spec)
     pairs = _pairs(prep, left.column(spec.left_id), spec)
     del prep  # the sorted sides are no part of the output: free them before it is built
     return _pairs_table(left, right, pairs, spec)
+
+
+def _asof_in_left_order(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.Table:
+    """many_to_one backward/forward/nearest with one row per left row in the left table's order.
+
+    The partners are the rule's (the same pairs as ``order="rule"``); only the row order differs, so the
+    left columns are the input's own (no gather), and only the partners' ids and times are gathered.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    prep = _prepare(left, right, spec, left_ties=False)
+    partner = _asof_partners(prep, spec)  # per left position in key order
+    right_row = np.full(left.num_rows, -1, dtype=np.int64)
+    offset = np.zeros(left.num_rows, dtype=np.int64)
+    for start in range(0, len(partner), _SLICE):  # scattered to input order a slice at a time (small temporaries)
+        stop = min(start + _SLICE, len(partner))
+        found = partner[start:stop]
+        ok = found >= 0
+        at, found = prep.left.rows[start:stop][ok], found[ok]
+        right_row[at] = prep.right.rows[found]
+        offset[at] = prep.right.keys[found] - prep.left.keys[start:stop][ok]  # one group: key difference = time's
+    left_time = prep.left_time
+    assert left_time is not None
+    del prep, partner
+    keep = None if spec.how == "left" else np.flatnonzero(right_row >= 0)
+    if keep is not None:
+        right_row, offset, left_time = right_row[keep], offset[keep], left_time[keep]
+    mask = right_row < 0
+    mask_or_none = mask if mask.any() else None
+    ts = pa.timestamp("us", tz="UTC")
+    rows = None if keep is None else pa.array(keep, pa.int64())
+
+    def own(column: str) -> Any:
+        values = left.column(column)
+        return values if rows is None else values.take(rows)
+
+    columns: dict[str, Any] = {c: own(c) for c in spec.by}
+    left_ids = own(spec.left_id)
+    columns["left_id"] = left_ids if left_ids.type == pa.string() else left_ids.cast(pa.string())
+    columns["right_id"] = _id_strings(right.column(spec.right_id), pa.array(right_row, pa.int64(),
+                                                                              mask=mask_or_none))
+    columns["left_time"] = pa.array(left_time, pa.int64(), mask=left_time == NULL_TIME).cast(ts)
+    right_time = left_time + offset
+    columns["right_time"] = pa.array(right_time, pa.int64(), mask=mask_or_none).cast(ts)
+    del right_time
+    columns["offset"] = pa.array(offset, pa.int64(), mask=mask_or_none).cast(pa.duration("us"))
+    columns["quality"] = pa.array(_quality(offset, spec), pa.float64(), mask=mask_or_none)
+    return pa.table(columns)
 
 
 def _pairs(prep: _Prepared, left_ids: pa.ChunkedArray, spec: AlignSpec) -> _Pairs:
@@ -334,7 +395,9 @@ def _takes_part(group: np.ndarray, time: np.ndarray, ids: pa.ChunkedArray,
     return valid
 
 
-def _prepare(left: pa.Table, right: pa.Table, spec: AlignSpec) -> _Prepared:
+def _prepare(left: pa.Table, right: pa.Table, spec: AlignSpec, *, left_ties: bool = True) -> _Prepared:
+    """Both sides in key order.  ``left_ties=False`` leaves equal left keys in any order (a search per left
+    row does not need them ordered; only the rule's output order does)."""
     groups = _encode_groups(left, right, spec.by)
     left_time, right_time = _micros(left, spec.left_time), _micros(right, spec.right_time)
     ends = _micros(right, spec.right_end) if spec.strategy == "interval" and spec.right_end else None
@@ -342,9 +405,10 @@ def _prepare(left: pa.Table, right: pa.Table, spec: AlignSpec) -> _Prepared:
     left_valid = _takes_part(groups.left, left_time, left_ids)
     right_valid = _takes_part(groups.right, right_time, right_ids, ends)
     span = _span([(left_time, left_valid), (right_time, right_valid)], spec)
-    return _Prepared(left=_side(groups.left, left_time, left_valid, left_ids, span),
+    return _Prepared(left=_side(groups.left, left_time, left_valid, left_ids if left_ties else None, span),
                      right=_side(groups.right, right_time, right_valid, right_ids, span),
-                     span=span, key_values=groups.values, right_end=ends)
+                     span=span, key_values=groups.values, right_end=ends, left_time=left_time,
+                     right_time=right_time)
 
 
 def _span(times: list[tuple[np.ndarray, np.ndarray]], spec: AlignSpec) -> _Span:
@@ -362,8 +426,9 @@ def _us(delta: timedelta | None) -> int:
     return 0 if delta is None else int(delta // timedelta(microseconds=1))
 
 
-def _side(group: np.ndarray, time: np.ndarray, valid: np.ndarray, ids: pa.ChunkedArray, span: _Span) -> _Side:
-    """The valid rows sorted by key, equal keys by (id, position)."""
+def _side(group: np.ndarray, time: np.ndarray, valid: np.ndarray, ids: pa.ChunkedArray | None,
+          span: _Span) -> _Side:
+    """The valid rows sorted by key, equal keys by (id, position); ``ids`` None: equal keys in any order."""
     import numpy as np
 
     everything = bool(valid.all())
@@ -377,7 +442,8 @@ def _side(group: np.ndarray, time: np.ndarray, valid: np.ndarray, ids: pa.Chunke
     else:
         keys = keys[order]
         rows = order if rows is None else rows[order]
-    _order_ties_by_id(keys, rows, ids)
+    if ids is not None:
+        _order_ties_by_id(keys, rows, ids)
     dropped = np.empty(0, dtype=np.int64) if everything else np.flatnonzero(~valid)
     return _Side(rows=rows, keys=keys, dropped=dropped)
 
@@ -437,15 +503,30 @@ def _asof_partners(prep: _Prepared, spec: AlignSpec) -> np.ndarray:
     """many_to_one backward/forward/nearest: each left position's right position, -1 for none.
 
     One binary search per left row over the distinct right keys; the first right row of a run of
-    equal keys is the one with the smallest id.
+    equal keys is the one with the smallest id.  The left rows are searched a slice at a time, so the
+    temporaries stay small whatever the size.
     """
     import numpy as np
 
-    lk, rk, width = prep.left.keys, prep.right.keys, prep.span.width
+    lk, rk = prep.left.keys, prep.right.keys
+    partner = np.full(len(lk), -1, dtype=np.int64)
     if not len(lk) or not len(rk):
-        return np.full(len(lk), -1, dtype=np.int64)
+        return partner
     run_start = np.flatnonzero(np.concatenate(([True], rk[1:] != rk[:-1])))
     distinct = rk[run_start]
+    for start in range(0, len(lk), _SLICE):
+        stop = min(start + _SLICE, len(lk))
+        partner[start:stop] = _asof_slice(lk[start:stop], distinct, run_start, prep.span.width, spec)
+    return partner
+
+
+_SLICE = 1 << 20  # left rows searched at once
+
+
+def _asof_slice(lk: np.ndarray, distinct: np.ndarray, run_start: np.ndarray, width: int,
+                spec: AlignSpec) -> np.ndarray:
+    import numpy as np
+
     group_start = lk // width * width
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (index in distinct, found, distance)
     if spec.strategy in ("backward", "nearest"):
