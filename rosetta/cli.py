@@ -119,6 +119,71 @@ def cmd_connector_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry() -> Any:
+    from feature_store.config import FeatureStoreConfig
+    from feature_store.object_store import open_object_store
+    from feature_store.registry import Registry
+
+    return Registry(open_object_store(FeatureStoreConfig.from_env().object_store))
+
+
+def _features_file(given: str | None) -> Any:
+    import os
+    from pathlib import Path
+
+    from rosetta.demo import project_dir
+
+    return Path(given or os.environ.get("ROSETTA_FEATURES_FILE") or project_dir() / "features.yaml")
+
+
+def cmd_features_apply(args: argparse.Namespace) -> int:
+    from feature_store.registry import RemovalNotConfirmed
+    from schemas.features import load_definitions
+
+    definitions = load_definitions(_features_file(args.file))
+    registry = _registry()
+    plan = registry.plan(definitions)
+    for line in plan.lines():
+        print(line)
+    if args.dry_run or not plan.has_changes:
+        print("dry run: nothing applied" if args.dry_run else "the registry already holds these definitions")
+        return 0
+    confirmed = args.yes
+    if plan.removals and not confirmed and sys.stdin.isatty():
+        answer = input(f"remove {len(plan.removals)} definition(s) from the registry (stored values are kept)? "
+                       "[y/N] ")
+        confirmed = answer.strip().lower() in ("y", "yes")
+    try:
+        registry.apply(definitions, confirm_removals=confirmed)
+    except RemovalNotConfirmed as exc:
+        print(f"rosetta: nothing applied: {exc}", file=sys.stderr)
+        return 3
+    print(f"applied to {registry.store.uri_for('registry/features.json')}")
+    return 0
+
+
+def cmd_features_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    views = registry.views()
+    if not views:
+        print("no feature views; define them in features.yaml and run 'rosetta features apply'")
+        return 0
+    print(f"{'view':<24} {'kind':<14} {'entities':<16} {'version':<14} {'versions':>8}  encoder")
+    for view in views:
+        encoder = f"{view.encoder.name} ({view.dimension} dims)" if view.encoder else ""
+        print(f"{view.name:<24} {view.kind:<14} {','.join(view.entities):<16} {view.version:<14} "
+              f"{len(registry.versions(view.name)):>8}  {encoder}")
+    return 0
+
+
+def cmd_features_describe(args: argparse.Namespace) -> int:
+    registry = _registry()
+    view = registry.view(args.name, args.version)
+    _print_json({"definition": view.model_dump(mode="json"), "version": view.version,
+                 "versioned_name": view.versioned_name, "versions": registry.versions(args.name)})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rosetta", description="Rosetta: multimodal data pipeline and feature store")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--dir", default=None, help="project root to write into (default: this checkout)")
     new.add_argument("--no-register", action="store_true", help="do not add it to the built-in registry")
     new.set_defaults(fn=cmd_connector_new)
+
+    features = sub.add_parser("features", help="feature registry: apply definitions, list and describe views")
+    features_sub = features.add_subparsers(dest="features_command", required=True)
+    apply = features_sub.add_parser("apply", help="make the registry hold features.yaml (asks before removing)")
+    apply.add_argument("--file", default=None,
+                       help="definitions file (default $ROSETTA_FEATURES_FILE or features.yaml)")
+    apply.add_argument("--yes", action="store_true", help="confirm removals without asking")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan only")
+    apply.set_defaults(fn=cmd_features_apply)
+    features_sub.add_parser("list", help="feature views with their current version").set_defaults(
+        fn=cmd_features_list)
+    describe = features_sub.add_parser("describe", help="one view's definition and versions")
+    describe.add_argument("name")
+    describe.add_argument("--version", default=None)
+    describe.set_defaults(fn=cmd_features_describe)
 
     manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")
     manifest.add_argument("--quarantine", action="store_true")
