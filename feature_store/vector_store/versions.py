@@ -8,15 +8,29 @@ atomic alias update (delete + create in the same request).  The previous collect
 :meth:`ViewCollections.drop` removes it, so a swap can be rolled back by publishing the old version.
 
 Each collection has the view's modality as its named vector (cosine), optional int8 scalar
-quantization (``quantize=True``: about 4x less vector memory, rescored on the originals), and on a
-Qdrant server payload indexes on the fields filters use: source, modality, the entity keys, and
-event time.  Point ids are uuid5 of the entity key, so writing a version again replaces, never adds.
+quantization (``quantize=True``: about 4x less vector memory, rescored on the originals), and payload
+indexes on the fields filters use: source, modality, the entity keys, and event time (a Qdrant server
+and Edge index them; qdrant-client's local mode has no indexes).  Point ids are uuid5 of the entity
+key, so writing a version again replaces, never adds.
+
+Two engines, one interface (:func:`open_view_collections`), one contract test suite:
+
+- ``engine="client"``: ``qdrant-client`` against a Qdrant server or cluster (``url``), or its local
+  mode (``path``) for small data;
+- ``engine="edge"``: the embedded Qdrant engine (``qdrant-edge-py``) in this process, one Edge shard
+  directory per version under ``path``, the alias a small JSON file replaced atomically (``os.replace``)
+  on publish.  For single-machine scale without a server; one process at a time per directory.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_store.vector_store.qdrant import QdrantVectorStore, StoredPoint, _filter
@@ -49,8 +63,92 @@ def view_point_id(view: FeatureView, key: str) -> str:
     return stable_uuid("view-point", view.name, key)
 
 
-class ViewCollections:
-    """Versioned collections and their aliases on one Qdrant (server, cluster or local mode)."""
+def open_view_collections(config: VectorStoreConfig) -> ViewCollections:
+    """The view collections of ``config``'s engine (see the module docstring)."""
+    if config.engine == "edge":
+        return EdgeViewCollections(config)
+    return ClientViewCollections(config)
+
+
+class ViewCollections(ABC):
+    """Versioned collections of embedding views and the aliases that serve them."""
+
+    def close(self) -> None:  # noqa: B027 - engines that hold nothing open need no close
+        pass
+
+    def __enter__(self) -> ViewCollections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _check_view(view: FeatureView) -> None:
+        if view.kind != "embedding" or view.modality is None or view.dimension is None:
+            raise ConfigError(f"feature view {view.name!r} is not an embedding view; only those live in Qdrant",
+                              setting="feature_view")
+
+    @staticmethod
+    def _check_vector(view: FeatureView, point: ViewPoint) -> None:
+        if len(point.vector) != view.dimension:
+            raise ConfigError(f"a {len(point.vector)}-dimensional vector for view {view.name!r} "
+                              f"({view.dimension} dimensions); a different encoder needs a new view version",
+                              setting="feature_view")
+
+    def _publishable(self, view: FeatureView) -> tuple[str, str | None]:
+        name = collection_name(view)
+        if name not in self.versions(view.name):
+            raise ConfigError(f"view {view.name!r} version {view.version} has no collection yet; create and fill "
+                              "it before publishing", setting="feature_view")
+        return name, self.live(view.name)
+
+    def _droppable(self, view: FeatureView) -> str:
+        name = collection_name(view)
+        if self.live(view.name) == name:
+            raise ConfigError(f"{name!r} is the live version of {view.name!r}; publish another version first",
+                              setting="feature_view")
+        return name
+
+    @abstractmethod
+    def create(self, view: FeatureView, *, quantize: bool = False, entity_keys: Sequence[str] = ()) -> str:
+        """Create the collection of ``view``'s version (no-op if it exists with the same vector); its name."""
+
+    @abstractmethod
+    def upsert(self, view: FeatureView, points: Iterable[ViewPoint], *, batch: int = 256) -> int:
+        """Write points into ``view``'s version collection (not the alias); returns how many."""
+
+    @abstractmethod
+    def live(self, view_name: str) -> str | None:
+        """The collection the alias ``view_name`` points to, None if it is not published."""
+
+    @abstractmethod
+    def publish(self, view: FeatureView) -> str | None:
+        """Point the alias ``view.name`` at this version, atomically; returns the collection it pointed to."""
+
+    @abstractmethod
+    def drop(self, view: FeatureView) -> None:
+        """Delete a version's collection; refused while the alias serves it."""
+
+    @abstractmethod
+    def versions(self, view_name: str) -> list[str]:
+        """The collections of every version of a view."""
+
+    @abstractmethod
+    def count(self, view: FeatureView) -> int:
+        """Points in the live collection of ``view.name`` (0 when none is published)."""
+
+    @abstractmethod
+    def get(self, view: FeatureView, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
+        """Online lookup by entity key through the live alias: vector + payload, None where absent."""
+
+    @abstractmethod
+    def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
+               must: dict[str, Any] | None = None) -> list[StoredPoint]:
+        """Nearest entities through the live alias, filtered by payload fields (value or list of values)."""
+
+
+class ClientViewCollections(ViewCollections):
+    """Versions on a Qdrant server, cluster or qdrant-client local mode; the alias is a Qdrant alias."""
 
     def __init__(self, config: VectorStoreConfig) -> None:
         self.store = QdrantVectorStore(config)
@@ -62,20 +160,13 @@ class ViewCollections:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> ViewCollections:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- building a version ----------------------------------------------------------------------------
     def create(self, view: FeatureView, *, quantize: bool = False, entity_keys: Sequence[str] = ()) -> str:
         """Create the collection of ``view``'s version (no-op if it exists with the same vector); its name."""
         from qdrant_client import models
 
-        if view.kind != "embedding" or view.modality is None or view.dimension is None:
-            raise ConfigError(f"feature view {view.name!r} is not an embedding view; only those live in Qdrant",
-                              setting="feature_view")
+        self._check_view(view)
+        assert view.modality is not None and view.dimension is not None
         name = collection_name(view)
         if self.client.collection_exists(name):
             vectors = self.client.get_collection(name).config.params.vectors
@@ -101,10 +192,7 @@ class ViewCollections:
         assert view.modality is not None
         name, sent, pending = collection_name(view), 0, []
         for point in points:
-            if len(point.vector) != view.dimension:
-                raise ConfigError(f"a {len(point.vector)}-dimensional vector for view {view.name!r} "
-                                  f"({view.dimension} dimensions); a different encoder needs a new view version",
-                                  setting="feature_view")
+            self._check_vector(view, point)
             pending.append(models.PointStruct(id=view_point_id(view, point.key), vector={view.modality:
                                                                                          list(point.vector)},
                                                payload={"key": point.key, **point.payload}))
@@ -128,11 +216,7 @@ class ViewCollections:
         """Point the alias ``view.name`` at this version, atomically; returns the collection it pointed to."""
         from qdrant_client import models
 
-        name = collection_name(view)
-        if not self.client.collection_exists(name):
-            raise ConfigError(f"view {view.name!r} version {view.version} has no collection yet; create and fill "
-                              "it before publishing", setting="feature_view")
-        previous = self.live(view.name)
+        name, previous = self._publishable(view)
         if previous == name:
             return previous
         operations: list[Any] = []
@@ -145,20 +229,18 @@ class ViewCollections:
 
     def drop(self, view: FeatureView) -> None:
         """Delete a version's collection; refused while the alias serves it."""
-        name = collection_name(view)
-        if self.live(view.name) == name:
-            raise ConfigError(f"{name!r} is the live version of {view.name!r}; publish another version first",
-                              setting="feature_view")
-        self.client.delete_collection(name)
+        self.client.delete_collection(self._droppable(view))
 
     def versions(self, view_name: str) -> list[str]:
         """The collections of every version of a view on this Qdrant."""
         prefix = view_name + VERSION_SEPARATOR
         return sorted(c.name for c in self.client.get_collections().collections if c.name.startswith(prefix))
 
+    def count(self, view: FeatureView) -> int:
+        return int(self.client.count(view.name, exact=True).count) if self.live(view.name) else 0
+
     # -- reads (through the alias) ---------------------------------------------------------------------
     def get(self, view: FeatureView, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
-        """Online lookup by entity key through the live alias: vector + payload, None where absent."""
         ids = [view_point_id(view, k) for k in keys]
         records = self.client.retrieve(view.name, ids=ids, with_payload=True, with_vectors=True)
         found = {str(r.payload.get("key")): r for r in records if r.payload}
@@ -172,9 +254,138 @@ class ViewCollections:
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
                must: dict[str, Any] | None = None) -> list[StoredPoint]:
-        """Nearest entities through the live alias, filtered by payload fields (value or list of values)."""
         assert view.modality is not None
         response = self.client.query_points(view.name, query=list(vector), using=view.modality,
                                             query_filter=_filter(must), limit=limit, with_payload=True)
         return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
                 for p in response.points]
+
+
+class EdgeViewCollections(ViewCollections):
+    """Versions as Qdrant Edge shards under ``config.path`` (embedded engine); the alias is a JSON file."""
+
+    def __init__(self, config: VectorStoreConfig) -> None:
+        if config.path is None:
+            raise ConfigError("the edge engine needs path (a local directory), not url", setting="ROSETTA_QDRANT_PATH")
+        self.root = Path(config.path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, Any] = {}
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+
+    def _shard(self, name: str) -> Any:
+        from qdrant_edge import EdgeShard
+
+        shard = self._shards.get(name)
+        if shard is None:
+            if not (self.root / name).is_dir():
+                raise ConfigError(f"no Edge shard {name!r} under {self.root}", setting="feature_view")
+            shard = self._shards[name] = EdgeShard.load(str(self.root / name))
+        return shard
+
+    def _alias_path(self, view_name: str) -> Path:
+        return self.root / f"{view_name}.alias.json"
+
+    def create(self, view: FeatureView, *, quantize: bool = False, entity_keys: Sequence[str] = ()) -> str:
+        import qdrant_edge as edge
+
+        self._check_view(view)
+        assert view.modality is not None and view.dimension is not None
+        name = collection_name(view)
+        if (self.root / name).is_dir():
+            return name
+        quantization = edge.ScalarQuantizationConfig(edge.ScalarType.Int8, quantile=0.99, always_ram=True) \
+            if quantize else None
+        config = edge.EdgeConfig(vectors={view.modality: edge.EdgeVectorParams(
+            size=view.dimension, distance=edge.Distance.Cosine)}, quantization_config=quantization)
+        shard = self._shards[name] = edge.EdgeShard.create(str(self.root / name), config)
+        schemas = {"keyword": edge.PayloadSchemaType.Keyword, "datetime": edge.PayloadSchemaType.Datetime}
+        indexed = {**FILTER_FIELDS, **{key: "keyword" for key in entity_keys}}
+        for field_name, kind in indexed.items():
+            shard.update(edge.UpdateOperation.create_field_index(field_name, schemas[kind]))
+        return name
+
+    def upsert(self, view: FeatureView, points: Iterable[ViewPoint], *, batch: int = 256) -> int:
+        import qdrant_edge as edge
+
+        assert view.modality is not None
+        shard, sent, pending = self._shard(collection_name(view)), 0, []
+        for point in points:
+            self._check_vector(view, point)
+            pending.append(edge.Point(view_point_id(view, point.key), {view.modality: [float(x) for x in point.vector]},
+                                      {"key": point.key, **point.payload}))
+            if len(pending) >= batch:
+                shard.update(edge.UpdateOperation.upsert_points(pending))
+                sent, pending = sent + len(pending), []
+        if pending:
+            shard.update(edge.UpdateOperation.upsert_points(pending))
+            sent += len(pending)
+        shard.flush()
+        return sent
+
+    def live(self, view_name: str) -> str | None:
+        path = self._alias_path(view_name)
+        return str(json.loads(path.read_text())["collection"]) if path.is_file() else None
+
+    def publish(self, view: FeatureView) -> str | None:
+        name, previous = self._publishable(view)
+        if previous != name:
+            path = self._alias_path(view.name)
+            temp = path.with_suffix(f".{os.getpid()}.tmp")
+            temp.write_text(json.dumps({"collection": name}))
+            os.replace(temp, path)  # atomic: a reader sees the old alias or the new one
+        return previous
+
+    def drop(self, view: FeatureView) -> None:
+        name = self._droppable(view)
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def versions(self, view_name: str) -> list[str]:
+        prefix = view_name + VERSION_SEPARATOR
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith(prefix))
+
+    def count(self, view: FeatureView) -> int:
+        import qdrant_edge as edge
+
+        name = self.live(view.name)
+        return int(self._shard(name).count(edge.CountRequest(exact=True))) if name else 0
+
+    def _live_shard(self, view: FeatureView) -> Any:
+        name = self.live(view.name)
+        if name is None:
+            raise ConfigError(f"feature view {view.name!r} has no published version; publish one first",
+                              setting="feature_view")
+        return self._shard(name)
+
+    def get(self, view: FeatureView, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
+        shard = self._live_shard(view)
+        records = shard.retrieve([view_point_id(view, k) for k in keys], with_payload=True, with_vector=True)
+        found = {str((r.payload or {}).get("key")): r for r in records}
+        out: dict[str, StoredPoint | None] = {}
+        for key in keys:
+            record = found.get(key)
+            out[key] = None if record is None else StoredPoint(
+                point_id=str(record.id), vectors={k: list(map(float, v)) for k, v in dict(record.vector or {}).items()},
+                payload=dict(record.payload or {}))
+        return out
+
+    def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
+               must: dict[str, Any] | None = None) -> list[StoredPoint]:
+        import qdrant_edge as edge
+
+        assert view.modality is not None
+        conditions: list[Any] = []
+        for key, value in (must or {}).items():
+            match = edge.MatchAny(list(value)) if isinstance(value, (list, tuple, set)) else edge.MatchValue(value)
+            conditions.append(edge.FieldCondition(key, match=match))
+        request = edge.QueryRequest(limit=limit, query=edge.Query.Nearest([float(x) for x in vector],
+                                                                          using=view.modality),
+                                    with_payload=True, filter=edge.Filter(must=conditions) if conditions else None)
+        return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
+                for p in self._live_shard(view).query(request)]

@@ -13,7 +13,7 @@ from feature_store.materialize import materialize, materialized_until
 from feature_store.object_store import object_store_config_from_url, open_object_store
 from feature_store.offline import OfflineStore
 from feature_store.vector_store.config import VectorStoreConfig
-from feature_store.vector_store.versions import ViewCollections
+from feature_store.vector_store.versions import ViewCollections, open_view_collections
 from rosetta.core.errors import ConfigError
 from schemas.features import FeatureView
 
@@ -24,7 +24,12 @@ VIEW = FeatureView.model_validate({"name": "emb", "entities": ["sample"], "kind"
                                    "encoder": {"kind": "efficientnet-lite0", "name": "e", "revision": "r"}})
 
 
-def _setup(tmp_path: Path) -> tuple[Any, OfflineStore, ViewCollections]:
+@pytest.fixture(params=["client", "edge"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _setup(tmp_path: Path, engine: str = "client") -> tuple[Any, OfflineStore, ViewCollections]:
     config = object_store_config_from_url(str(tmp_path / "store"))
     offline = OfflineStore.from_config(config)
     rows = [("s1", 0, [1.0, 0.0]), ("s1", 30, [0.0, 1.0]), ("s2", 5, [1.0, 1.0]), ("s2", 40, [1.0, -1.0]),
@@ -32,11 +37,12 @@ def _setup(tmp_path: Path) -> tuple[Any, OfflineStore, ViewCollections]:
     offline.write(VIEW, ["sample_id"], pa.table({
         "sample_id": [r[0] for r in rows], "event_time": pa.array([T0 + timedelta(hours=r[1]) for r in rows], TS),
         "embedding": pa.array([r[2] for r in rows], pa.list_(pa.float32(), 2))}), "r1", ingest_time=T0)
-    return open_object_store(config), offline, ViewCollections(VectorStoreConfig(path=tmp_path / "qdrant"))
+    return open_object_store(config), offline, open_view_collections(VectorStoreConfig(path=tmp_path / "qdrant",
+                                                                                       engine=engine))
 
 
-def test_latest_value_per_entity_chunk_by_chunk_and_resumable(tmp_path: Path) -> None:
-    store, offline, views = _setup(tmp_path)
+def test_latest_value_per_entity_chunk_by_chunk_and_resumable(tmp_path: Path, engine: str) -> None:
+    store, offline, views = _setup(tmp_path, engine)
     with views:
         first = materialize(VIEW, ["sample_id"], offline, views, store, start=T0, end=T0 + timedelta(days=2))
         assert first["chunks"] == 2 and materialized_until(store, VIEW) == T0 + timedelta(days=2)
@@ -55,7 +61,7 @@ def test_latest_value_per_entity_chunk_by_chunk_and_resumable(tmp_path: Path) ->
                              force=True)
         assert forced["chunks"] == 3
         assert {k: p.vectors if p else None for k, p in views.get(VIEW, ["s1", "s2", "s3"]).items()} == before
-        assert views.client.count(VIEW.name).count == 3
+        assert views.count(VIEW) == 3
 
 
 def test_bad_ranges_are_refused(tmp_path: Path) -> None:
