@@ -95,8 +95,10 @@ class EncoderIdentity:
 
     @property
     def key(self) -> str:
-        """Short stable identity, e.g. ``all-MiniLM-L6-v2@1a2b3c4d5e6f``."""
-        return f"{self.name}@{self.revision[:12]}"
+        """Short stable identity, e.g. ``all-MiniLM-L6-v2@1a2b3c4d5e6f`` (``...+int8`` for a reduced precision,
+        whose vectors differ: they are other points and another feature-view version)."""
+        precision = self.preprocessing.partition(";precision=")[2].split(";")[0]
+        return f"{self.name}@{self.revision[:12]}" + (f"+{precision}" if precision else "")
 
     def as_payload(self) -> dict[str, Any]:
         return {**asdict(self), "key": self.key}

@@ -32,12 +32,15 @@ class IngestSettings(StrictModel):
 
 
 def encoder_configs_from_env() -> tuple[TextEncoderConfig, ImageEncoderConfig]:
-    """``ROSETTA_TEXT_ENCODER_PATH``, ``ROSETTA_IMAGE_ENCODER_KIND``/``_PATH``, ``ROSETTA_ENCODER_DEVICE``."""
+    """``ROSETTA_TEXT_ENCODER_PATH``, ``ROSETTA_IMAGE_ENCODER_KIND``/``_PATH``, ``ROSETTA_ENCODER_DEVICE``,
+    ``ROSETTA_ENCODER_PRECISION`` (auto, fp32, fp16, bf16, int8)."""
     device = env("ROSETTA_ENCODER_DEVICE", "auto")
-    text: dict[str, Any] = {"device": device}
+    precision = env("ROSETTA_ENCODER_PRECISION", "auto")
+    text: dict[str, Any] = {"device": device, "precision": precision}
     if env("ROSETTA_TEXT_ENCODER_PATH"):
         text["path"] = Path(env("ROSETTA_TEXT_ENCODER_PATH") or "")
-    image: dict[str, Any] = {"device": device, "kind": env("ROSETTA_IMAGE_ENCODER_KIND", "efficientnet-lite0")}
+    image: dict[str, Any] = {"device": device, "precision": precision,
+                             "kind": env("ROSETTA_IMAGE_ENCODER_KIND", "efficientnet-lite0")}
     if env("ROSETTA_IMAGE_ENCODER_PATH"):
         image["path"] = Path(env("ROSETTA_IMAGE_ENCODER_PATH") or "")
     return (validate_config(TextEncoderConfig, text, where="ROSETTA_TEXT_ENCODER_*"),

@@ -92,3 +92,14 @@ def test_missing_model_paths_are_config_errors_naming_the_setting(tmp_path: Path
         load_image_encoder(ImageEncoderConfig(kind="hf", path=tmp_path))
     with pytest.raises(ConfigError, match="ROSETTA_IMAGE_ENCODER_PATH"):
         load_image_encoder(ImageEncoderConfig(path=tmp_path / "weights.pth"))
+
+
+def test_int8_quantization_is_close_to_fp32_and_names_itself(text_encoder) -> None:  # type: ignore[no-untyped-def]
+    quantized = load_text_encoder(TextEncoderConfig(batch_size=2, device="cpu", precision="int8"))
+    assert quantized.identity.preprocessing.endswith(";precision=int8")
+    assert quantized.identity.key != text_encoder.identity.key  # other vectors: other points, other version
+    texts = ["a cat lying on a sofa", "an astronaut in a spacesuit", "a red rocket on the launch pad"]
+    cosine = np.sum(quantized.encode(texts) * text_encoder.encode(texts), axis=1)
+    assert cosine.min() > 0.95
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        load_text_encoder(TextEncoderConfig(device="cpu", precision="fp16"))

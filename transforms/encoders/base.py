@@ -53,6 +53,35 @@ def weights_revision(path: Path) -> str:
     return _weights_revision_cached(str(path), stamp)
 
 
+def apply_precision(model: Any, precision: str, device: str) -> tuple[Any, str, Any]:
+    """``model`` in the requested precision on ``device``: (model, precision used, input float dtype).
+
+    ``auto`` is fp16 on CUDA (bf16 where the GPU supports it) and fp32 on the CPU.  ``int8`` quantizes the
+    linear layers dynamically (CPU only); ``fp16`` needs CUDA.  ConfigError for a combination that cannot run.
+    """
+    import torch
+
+    from rosetta.core.errors import ConfigError
+
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+    if precision == "int8":
+        if device != "cpu":
+            raise ConfigError("precision int8 (dynamic quantization) runs on the CPU; use fp16/bf16 on CUDA",
+                              setting="precision")
+        import warnings
+
+        with warnings.catch_warnings():  # torch 2.13 announces the move of eager quantization to torchao
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions", category=UserWarning)
+            quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantized, precision, torch.float32
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("precision fp16 needs CUDA; use fp32, bf16 or int8 on the CPU", setting="precision")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return model.to(dtype), precision, dtype
+
+
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from transforms.encoders.base import ImageEncoder, TextEncoder
 
 Device = Literal["auto", "cpu", "cuda"]
+#: ``auto``: fp16 (bf16 where supported) on CUDA, fp32 on CPU; ``int8``: dynamic quantization of the linear
+#: layers, CPU only (faster, slightly different vectors: reported by benchmarks/bench_encoders.py).
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 
 
 class TextEncoderConfig(StrictModel):
@@ -29,6 +32,7 @@ class TextEncoderConfig(StrictModel):
     max_length: int = Field(default=256, ge=8, le=8192)
     batch_size: int = Field(default=64, ge=1)
     device: Device = "auto"
+    precision: Precision = "auto"
 
 
 class ImageEncoderConfig(StrictModel):
@@ -44,6 +48,7 @@ class ImageEncoderConfig(StrictModel):
     name: str | None = None
     batch_size: int = Field(default=16, ge=1)
     device: Device = "auto"
+    precision: Precision = "auto"
 
 
 def bundled_minilm_path() -> Path:

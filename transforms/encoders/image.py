@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schemas.records import EncoderIdentity
-from transforms.encoders.base import ImageEncoder, batched, l2_normalise, pick_device, weights_revision
+from transforms.encoders.base import (
+    ImageEncoder,
+    apply_precision,
+    batched,
+    l2_normalise,
+    pick_device,
+    weights_revision,
+)
 from transforms.encoders.config import ImageEncoderConfig
 
 if TYPE_CHECKING:
@@ -58,12 +65,15 @@ class EfficientNetLiteEncoder(ImageEncoder):
             raise ConfigError(f"{path} is not an EfficientNet-Lite0 state dict (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}); set ROSETTA_IMAGE_ENCODER_PATH",
                               setting="ROSETTA_IMAGE_ENCODER_PATH")
-        self.model = model.to(self.device).eval()
+        dimension = int(model._conv_head.out_channels)
+        self.model, self.precision, self.dtype = apply_precision(model.to(self.device).eval(), config.precision,
+                                                                 self.device)
         self.identity = EncoderIdentity(
             name=config.name or "efficientnet-lite0", modality="image", revision=weights_revision(path),
-            dimension=int(model._conv_head.out_channels),
+            dimension=dimension,
             preprocessing=f"rgb;resize-short={self.resize}(bicubic);center-crop={self.crop};"
-                          "imagenet-mean-std;global-avg-pool;l2-normalise",
+                          "imagenet-mean-std;global-avg-pool;l2-normalise"
+                          + ("" if self.precision == "fp32" else f";precision={self.precision}"),
         )
 
     def _tensor(self, image: Image.Image) -> torch.Tensor:
@@ -91,7 +101,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         with torch.inference_mode():
             for start, chunk in zip(range(0, len(images), self.config.batch_size),
                                     batched(images, self.config.batch_size), strict=True):
-                batch = torch.stack([self._tensor(to_rgb_image(item)) for item in chunk]).to(self.device)
+                batch = torch.stack([self._tensor(to_rgb_image(item)) for item in chunk]).to(self.device, self.dtype)
                 features = self.model.extract_features(batch).mean(dim=(2, 3))
                 out[start:start + len(chunk)] = l2_normalise(features).cpu().numpy()
         return out
@@ -114,7 +124,8 @@ class HFImageEncoder(ImageEncoder):
         self.device = pick_device(config.device)
         hf_config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         self.processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
+        model = AutoModel.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
+        self.model, self.precision, self.dtype = apply_precision(model, config.precision, self.device)
         self.joint = hasattr(self.model, "get_image_features")
         if self.joint:
             dimension = int(getattr(hf_config, "projection_dim", 0) or hf_config.vision_config.hidden_size)
@@ -124,7 +135,8 @@ class HFImageEncoder(ImageEncoder):
             name=config.name or f"{hf_config.model_type}:{path.name}", modality="image",
             revision=weights_revision(path), dimension=dimension,
             preprocessing=f"hf-image-processor({type(self.processor).__name__});"
-                          f"{'image-features' if self.joint else 'pooled'};l2-normalise",
+                          f"{'image-features' if self.joint else 'pooled'};l2-normalise"
+                          + ("" if self.precision == "fp32" else f";precision={self.precision}"),
         )
 
     def encode(self, images: Sequence[Any]) -> np.ndarray:
@@ -136,7 +148,7 @@ class HFImageEncoder(ImageEncoder):
             for start, chunk in zip(range(0, len(images), self.config.batch_size),
                                     batched(images, self.config.batch_size), strict=True):
                 inputs = self.processor(images=[to_rgb_image(i) for i in chunk], return_tensors="pt")
-                pixels = inputs["pixel_values"].to(self.device)
+                pixels = inputs["pixel_values"].to(self.device, self.dtype)
                 if self.joint:
                     features = self.model.get_image_features(pixel_values=pixels)
                     if not isinstance(features, torch.Tensor):  # newer transformers return an output object

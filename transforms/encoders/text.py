@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from schemas.records import EncoderIdentity
-from transforms.encoders.base import TextEncoder, batched, l2_normalise, pick_device, weights_revision
+from transforms.encoders.base import (
+    TextEncoder,
+    apply_precision,
+    batched,
+    l2_normalise,
+    pick_device,
+    weights_revision,
+)
 from transforms.encoders.config import TextEncoderConfig, bundled_minilm_path
 
 if TYPE_CHECKING:
@@ -30,14 +37,16 @@ class HFMeanPoolTextEncoder(TextEncoder):
         self.config = config
         self.device = pick_device(config.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
+        model = AutoModel.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
+        self.model, self.precision, _ = apply_precision(model, config.precision, self.device)
         torch.set_grad_enabled(False)
         dimension = int(self.model.config.hidden_size)
         name = config.name or ("all-MiniLM-L6-v2" if config.path is None and path == bundled_minilm_path()
                                else path.name)
         self.identity = EncoderIdentity(
             name=name, modality="text", revision=weights_revision(path), dimension=dimension,
-            preprocessing=f"hf-tokenizer(max_length={config.max_length},truncation);mean-pool;l2-normalise",
+            preprocessing=f"hf-tokenizer(max_length={config.max_length},truncation);mean-pool;l2-normalise"
+                          + ("" if self.precision == "fp32" else f";precision={self.precision}"),
         )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
