@@ -13,8 +13,8 @@ entity rows; 10 feature views of 100 float32 features each; 200,000 value rows p
   ``store.get_historical_features(entity_df, features).to_df()``;
 - ``bitemporal``: a value is visible only if its event time *and* its created (ingest) time are at or before the
   entity row's timestamp; among those, the latest event time: Rosetta ``bitemporal=True``, Feast
-  ``get_historical_features(..., filter_by_created_timestamp=True)`` (in Feast since 0.6x; its "file"
-  offline store is the Dask one, which supports the flag: values created later are masked before the dedup).
+  ``get_historical_features(..., filter_by_created_timestamp=True)`` (feast-dev/feast#6617; the "file"
+  offline store is Feast's Dask one, which supports the flag: values created later are masked before the dedup).
 
 1. The data is generated once with numpy (``--seed``) and cached under .bench/retrieval/<shape>: the values in
    Rosetta's offline layout (``OfflineStore.write``: ``store/offline/<view>/<version>/date=YYYY-MM-DD/

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rosetta.core.errors import ConfigError
 
@@ -145,6 +145,7 @@ def get_historical_features(offline: OfflineStore, views: list[FeatureView], ent
         raise ConfigError(f"the entity rows have no {timestamp!r} column (they have "
                           f"{', '.join(entity_rows.column_names)})", setting="entity_df")
     out = entity_rows
+    taken = set(out.column_names)  # a set: 1,000 appended columns must not rescan the names each time
     for view in views:
         keys = join_keys(view, keys_of)
         missing = [k for k in keys if k not in entity_rows.column_names]
@@ -158,13 +159,17 @@ def get_historical_features(offline: OfflineStore, views: list[FeatureView], ent
         position = point_in_time(entity_rows.select([*keys, timestamp]), stored, keys, timestamp=timestamp,
                                  bitemporal=bitemporal, ttl=view.ttl)
         take = pa.array(position, pa.int64(), mask=position < 0)
+        columns: list[Any] = []
+        names_out: list[str] = []
         for name in names:
             column_name = f"{view.name}__{name}" if full_feature_names else name
-            if column_name in out.column_names:
+            if column_name in taken:
                 raise ConfigError(f"feature {name!r} of view {view.name!r} clashes with column {column_name!r}; "
                                   "use full_feature_names=True", setting="features")
-            column = stored.column(name).take(take)
-            out = out.append_column(column_name, column)
+            taken.add(column_name)
+            columns.append(stored.column(name).take(take))
+            names_out.append(column_name)
+        out = pa.Table.from_arrays([*out.columns, *columns], names=[*out.column_names, *names_out])
         del stored
     return out
 
