@@ -12,7 +12,9 @@ upsert rate, filtered search latency and recall.
    (random keys): p50 / p99 latency.  Target: p99 under 5 ms.
 3. Filtered search: ``--queries`` random query vectors, top 10 among the points of one source (a tenth of
    them), through the alias; p50 / p95 latency and recall@10 against an exact search (numpy, the same
-   filter).  Target: recall >= 0.95 (p95 reported).
+   filter), for growing HNSW search beams (``--ef``) until recall@10 reaches 0.95: the p95 at that
+   recall is the figure.  Random vectors are the hardest case for HNSW (no structure to exploit);
+   real embeddings reach a given recall with a smaller beam.
 
 Exit code 0 only if both targets are met.
 """
@@ -45,6 +47,8 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512, 1024],
+                        help="HNSW search beams to try, in order, until recall@10 reaches 0.95")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -93,21 +97,29 @@ def main() -> int:
 
             queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
             queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-            recalls, search_latencies = [], []
+            exact_top = []
             for number, query in enumerate(queries):
-                source = number % 10
-                t = time.perf_counter()
-                hits = views.search(view, query.tolist(), limit=10, must={"source": f"src{source}"})
-                search_latencies.append(time.perf_counter() - t)
-                members = np.flatnonzero(sources == source)
-                exact = members[np.argsort(-(vectors[members] @ query))[:10]]
-                got = {int(h.payload["sample_id"][1:]) for h in hits}
-                recalls.append(len(got & set(exact.tolist())) / 10)
-            search = np.percentile(np.array(search_latencies) * 1000, [50, 95])
-            figures.update(search_p50_ms=round(float(search[0]), 2), search_p95_ms=round(float(search[1]), 2),
-                           recall_at_10=round(float(np.mean(recalls)), 4))
-            print(f"filtered search (1 of 10 sources): p50 {search[0]:.2f} ms, p95 {search[1]:.2f} ms, "
-                  f"recall@10 {np.mean(recalls):.4f} over {args.queries} queries", flush=True)
+                members = np.flatnonzero(sources == number % 10)
+                exact_top.append(set(members[np.argsort(-(vectors[members] @ query))[:10]].tolist()))
+            figures["search"] = []
+            for ef in args.ef:  # the search beam, until recall reaches the target
+                recalls, search_latencies = [], []
+                for number, query in enumerate(queries):
+                    t = time.perf_counter()
+                    hits = views.search(view, query.tolist(), limit=10, must={"source": f"src{number % 10}"}, ef=ef)
+                    search_latencies.append(time.perf_counter() - t)
+                    got = {int(h.payload["sample_id"][1:]) for h in hits}
+                    recalls.append(len(got & exact_top[number]) / 10)
+                search = np.percentile(np.array(search_latencies) * 1000, [50, 95])
+                row = {"ef": ef, "p50_ms": round(float(search[0]), 2), "p95_ms": round(float(search[1]), 2),
+                       "recall_at_10": round(float(np.mean(recalls)), 4)}
+                figures["search"].append(row)
+                print(f"filtered search (1 of 10 sources), ef {ef}: p50 {search[0]:.2f} ms, p95 {search[1]:.2f} ms, "
+                      f"recall@10 {np.mean(recalls):.4f} over {args.queries} queries", flush=True)
+                if row["recall_at_10"] >= 0.95:
+                    break
+            figures["recall_at_10"] = figures["search"][-1]["recall_at_10"]
+            figures["search_p95_ms_at_target"] = figures["search"][-1]["p95_ms"]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     ok = figures["lookup_p99_ms"] < 5 and figures["recall_at_10"] >= 0.95

@@ -143,8 +143,9 @@ class ViewCollections(ABC):
 
     @abstractmethod
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None) -> list[StoredPoint]:
-        """Nearest entities through the live alias, filtered by payload fields (value or list of values)."""
+               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
+        """Nearest entities through the live alias, filtered by payload fields (value or list of values).
+        ``ef``: the HNSW search beam (higher: better recall, slower; default the engine's)."""
 
 
 class ClientViewCollections(ViewCollections):
@@ -253,10 +254,13 @@ class ClientViewCollections(ViewCollections):
         return out
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None) -> list[StoredPoint]:
+               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
+        from qdrant_client import models
+
         assert view.modality is not None
         response = self.client.query_points(view.name, query=list(vector), using=view.modality,
-                                            query_filter=_filter(must), limit=limit, with_payload=True)
+                                            query_filter=_filter(must), limit=limit, with_payload=True,
+                                            search_params=models.SearchParams(hnsw_ef=ef) if ef else None)
         return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
                 for p in response.points]
 
@@ -376,7 +380,7 @@ class EdgeViewCollections(ViewCollections):
         return out
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None) -> list[StoredPoint]:
+               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
         import qdrant_edge as edge
 
         assert view.modality is not None
@@ -386,6 +390,7 @@ class EdgeViewCollections(ViewCollections):
             conditions.append(edge.FieldCondition(key, match=match))
         request = edge.QueryRequest(limit=limit, query=edge.Query.Nearest([float(x) for x in vector],
                                                                           using=view.modality),
-                                    with_payload=True, filter=edge.Filter(must=conditions) if conditions else None)
+                                    with_payload=True, filter=edge.Filter(must=conditions) if conditions else None,
+                                    params=edge.SearchParams(hnsw_ef=ef) if ef else None)
         return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
                 for p in self._live_shard(view).query(request)]
