@@ -23,6 +23,12 @@ from feature_store.object_store import ObjectStore, open_object_store
 from feature_store.vector_store import QdrantVectorStore
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from feature_store.offline import OfflineStore
+    from feature_store.registry import Registry
     from transforms.encoders.base import TextEncoder
 
 
@@ -76,6 +82,40 @@ class FeatureStore:
     @cached_property
     def quarantine(self) -> QuarantineLedger:
         return QuarantineLedger(self.objects)
+
+    @cached_property
+    def registry(self) -> Registry:
+        """Entities and feature-view versions (``rosetta features apply``)."""
+        from feature_store.registry import Registry
+
+        return Registry(self.objects)
+
+    @cached_property
+    def offline(self) -> OfflineStore:
+        """Feature values per view version, as Parquet in the same object store."""
+        from feature_store.offline import OfflineStore
+
+        return OfflineStore.from_config(self.config.object_store)
+
+    def get_historical_features(self, entity_rows: pa.Table | None = None, *, features: Sequence[str],
+                                start: datetime | None = None, end: datetime | None = None,
+                                timestamp: str = "event_timestamp", bitemporal: bool = True,
+                                full_feature_names: bool = False,
+                                versions: dict[str, str] | None = None) -> pa.Table:
+        """Point-in-time correct features for training (see :mod:`feature_store.retrieval`).
+
+        ``features``: ``view:feature`` or ``view`` names from the registry; each view at its current version,
+        or the one pinned in ``versions`` (view name -> version), so a training job can keep reading the
+        version it was built on after a re-embedding.
+        """
+        from feature_store.retrieval import FeatureRef, get_historical_features
+
+        names = list(dict.fromkeys(FeatureRef.parse(f).view for f in features))
+        views = [self.registry.view(name, (versions or {}).get(name)) for name in names]
+        entities = {e.name: e for e in self.registry.entities()}
+        return get_historical_features(self.offline, views, entities, entity_rows, features=list(features),
+                                       start=start, end=end, timestamp=timestamp, bitemporal=bitemporal,
+                                       full_feature_names=full_feature_names)
 
     def close(self) -> None:
         if "vectors" in self.__dict__:

@@ -154,3 +154,25 @@ def _local(tmp_path: Path) -> Any:
     from feature_store.object_store import object_store_config_from_url
 
     return object_store_config_from_url(str(tmp_path / "store"))
+
+
+def test_feature_store_resolves_views_from_the_registry_and_pins_versions(tmp_path: Path) -> None:
+    from feature_store import FeatureStore
+    from feature_store.config import FeatureStoreConfig
+    from feature_store.vector_store.config import VectorStoreConfig
+    from schemas.features import FeatureDefinitions
+
+    fs = FeatureStore(FeatureStoreConfig(object_store=_local(tmp_path),
+                                         vector_store=VectorStoreConfig(path=tmp_path / "qdrant")))
+    old, new = _view(), _view(encoder={"kind": "hf-mean-pool", "name": "m", "revision": "r2"})
+    for view, vector in ((old, [1.0, 0.0, 0.0]), (new, [0.0, 0.0, 1.0])):
+        fs.registry.apply(FeatureDefinitions(entities=tuple(ENTITIES.values()), feature_views=(view,)),
+                          resolve=False)
+        fs.offline.write(view, ["sample_id"], _values([("s1", 0, 0, vector)]), "r1")
+    rows = pa.table({"sample_id": ["s1"], "event_timestamp": pa.array([_t(5)], TS)})
+    assert fs.get_historical_features(rows, features=["emb"]).column("embedding").to_pylist() == [[0, 0, 1]]
+    pinned = fs.get_historical_features(rows, features=["emb:embedding"], versions={"emb": old.version})
+    assert pinned.column("embedding").to_pylist() == [[1, 0, 0]]
+    with pytest.raises(ConfigError, match="no feature view 'nope'"):
+        fs.get_historical_features(rows, features=["nope"])
+    fs.close()
