@@ -138,6 +138,12 @@ class Registry:
         state = self.state()
         return [self._view(state, name) for name in sorted(state["feature_views"])]
 
+    def listing(self) -> list[tuple[FeatureView, int]]:
+        """The current version of every view with how many versions it has (one read of the registry)."""
+        state = self.state()
+        return [(self._view(state, name), len(state["feature_views"][name]["versions"]))
+                for name in sorted(state["feature_views"])]
+
     def view(self, name: str, version: str | None = None) -> FeatureView:
         """A view's current version, or the given one.  ConfigError listing what exists when unknown."""
         return self._view(self.state(), name, version)

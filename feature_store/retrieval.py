@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from feature_store.offline import OfflineStore
     from schemas.features import Entity, FeatureView
 
-NULL = -(2**63)
-
-
 @dataclass(frozen=True)
 class FeatureRef:
     """``view:feature`` (or ``view`` for every feature of it)."""
@@ -57,7 +54,8 @@ def point_in_time(entities: pa.Table, values: pa.Table, keys: list[str], *, time
     """For each entity row, the position of its value row in ``values`` (-1: none); see the module docstring."""
     import numpy as np
 
-    from transforms.alignment.align import _group_indices
+    from transforms.alignment.align import NULL_TIME as NULL
+    from transforms.alignment.align import _group_indices, _micros
 
     n_entities = entities.num_rows
     answer = np.full(n_entities, -1, dtype=np.int64)
@@ -97,7 +95,6 @@ def point_in_time(entities: pa.Table, values: pa.Table, keys: list[str], *, time
     found = position >= 0
     found[found] = sorted_group[position[found]] == q_group[found]
     chosen = by_rank[best[np.maximum(position, 0)]]
-    found &= group[chosen] == q_group  # (always true: the running best of a group is in the group)
     if ttl is not None:
         found &= q_ts - event[chosen] <= ttl // timedelta(microseconds=1)
     answer[queries[found]] = rows[chosen[found]]
@@ -202,17 +199,3 @@ def _latest(table: pa.Table, column: str) -> datetime | None:
 
     value = pc.max(table.column(column)).as_py()
     return value if isinstance(value, datetime) else None
-
-
-def _micros(table: pa.Table, column: str) -> np.ndarray:
-    import numpy as np
-    import pyarrow as pa
-
-    col = table.column(column)
-    if not pa.types.is_timestamp(col.type) or col.type.tz is None:
-        raise ConfigError(f"column {column!r} is {col.type}, not a timezone-aware timestamp", setting=column)
-    import pyarrow.compute as pc
-
-    col = pc.cast(col, pa.timestamp("us", tz="UTC"), safe=False)  # nanoseconds truncated to the microsecond
-    parts = [np.asarray((c.fill_null(NULL) if c.null_count else c).to_numpy()) for c in col.cast(pa.int64()).chunks]
-    return np.concatenate(parts) if parts else np.empty(0, np.int64)

@@ -163,16 +163,15 @@ def cmd_features_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_features_list(args: argparse.Namespace) -> int:
-    registry = _registry()
-    views = registry.views()
+    views = _registry().listing()
     if not views:
         print("no feature views; define them in features.yaml and run 'rosetta features apply'")
         return 0
     print(f"{'view':<24} {'kind':<14} {'entities':<16} {'version':<14} {'versions':>8}  encoder")
-    for view in views:
+    for view, versions in views:
         encoder = f"{view.encoder.name} ({view.dimension} dims)" if view.encoder else ""
         print(f"{view.name:<24} {view.kind:<14} {','.join(view.entities):<16} {view.version:<14} "
-              f"{len(registry.versions(view.name)):>8}  {encoder}")
+              f"{versions:>8}  {encoder}")
     return 0
 
 

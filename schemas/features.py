@@ -20,9 +20,9 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from rosetta.core.config import StrictModel, validate_config
 from rosetta.core.errors import ConfigError
@@ -33,36 +33,32 @@ ViewKind = Literal["embedding", "aligned_pairs", "metadata"]
 Modality = Literal["image", "text", "video", "audio", "dicom"]
 
 
-def _check_name(value: str, what: str) -> str:
+def _check_name(value: str) -> str:
     if not NAME.match(value):
-        raise ValueError(f"{what} name {value!r} must be lower case letters, digits and '_', starting with a letter")
+        raise ValueError(f"name {value!r} must be lower case letters, digits and '_', starting with a letter")
     return value
+
+
+#: An entity, feature or feature-view name (it names files, collections and columns).
+Name = Annotated[str, AfterValidator(_check_name)]
 
 
 class Entity(StrictModel):
     """What features describe: ``sample`` (one ingested record), ``study``, ``series``, ``video``, ``device``."""
 
-    name: str
+    name: Name
     join_keys: tuple[str, ...] = Field(min_length=1)
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value, "entity")
 
 
 class FeatureField(StrictModel):
     """One feature column of a view."""
 
-    name: str
+    name: Name
     dtype: FeatureType
     description: str = ""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value, "feature")
 
 
 class EncoderRef(StrictModel):
@@ -79,7 +75,7 @@ class EncoderRef(StrictModel):
 class FeatureView(StrictModel):
     """A versioned set of features of one entity from one source (see the module docstring)."""
 
-    name: str
+    name: Name
     entities: tuple[str, ...] = Field(min_length=1)
     kind: ViewKind
     source: str = Field(min_length=1, description="a source or alignment name from sources.yaml")
@@ -91,11 +87,6 @@ class FeatureView(StrictModel):
     description: str = ""
     owner: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value, "feature view")
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureView:

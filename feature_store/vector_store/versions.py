@@ -54,6 +54,14 @@ class ViewPoint:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+def _by_key(keys: Sequence[str], records: Iterable[Any]) -> dict[str, StoredPoint | None]:
+    """Retrieved records (either engine's) as stored points by entity key, None for the keys not found."""
+    found = {str((r.payload or {}).get("key")): r for r in records}
+    return {key: None if (r := found.get(key)) is None else StoredPoint(
+        point_id=str(r.id), vectors={k: list(map(float, v)) for k, v in dict(r.vector or {}).items()},
+        payload=dict(r.payload or {})) for key in keys}
+
+
 def collection_name(view: FeatureView) -> str:
     return f"{view.name}{VERSION_SEPARATOR}{view.version}"
 
@@ -244,14 +252,7 @@ class ClientViewCollections(ViewCollections):
     def get(self, view: FeatureView, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
         ids = [view_point_id(view, k) for k in keys]
         records = self.client.retrieve(view.name, ids=ids, with_payload=True, with_vectors=True)
-        found = {str(r.payload.get("key")): r for r in records if r.payload}
-        out: dict[str, StoredPoint | None] = {}
-        for key in keys:
-            record = found.get(key)
-            out[key] = None if record is None else StoredPoint(
-                point_id=str(record.id), vectors={k: list(map(float, v)) for k, v in (record.vector or {}).items()},
-                payload=dict(record.payload or {}))
-        return out
+        return _by_key(keys, records)
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
                must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
@@ -370,14 +371,7 @@ class EdgeViewCollections(ViewCollections):
     def get(self, view: FeatureView, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
         shard = self._live_shard(view)
         records = shard.retrieve([view_point_id(view, k) for k in keys], with_payload=True, with_vector=True)
-        found = {str((r.payload or {}).get("key")): r for r in records}
-        out: dict[str, StoredPoint | None] = {}
-        for key in keys:
-            record = found.get(key)
-            out[key] = None if record is None else StoredPoint(
-                point_id=str(record.id), vectors={k: list(map(float, v)) for k, v in dict(record.vector or {}).items()},
-                payload=dict(record.payload or {}))
-        return out
+        return _by_key(keys, records)
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
                must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
