@@ -39,6 +39,8 @@ class FeatureStoreConfig(StrictModel):
           credentials from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or ``s3_options``
         - ``ROSETTA_QDRANT_URL`` (server) or ``ROSETTA_QDRANT_PATH`` (local mode, default
           ``$ROSETTA_HOME/qdrant``), ``ROSETTA_QDRANT_API_KEY``, ``ROSETTA_QDRANT_COLLECTION``
+        - ``ROSETTA_QDRANT_ENGINE``: how feature views' versioned collections are served: ``client``
+          (qdrant-client, the default) or ``edge`` (the embedded Qdrant Edge engine, with a path)
         """
         home = rosetta_home()
         url = env("ROSETTA_OBJECT_STORE_URL") or str(home / "store")
@@ -67,5 +69,7 @@ class FeatureStoreConfig(StrictModel):
             vector["api_key"] = env("ROSETTA_QDRANT_API_KEY")
         if env("ROSETTA_QDRANT_COLLECTION"):
             vector["collection"] = env("ROSETTA_QDRANT_COLLECTION")
+        if env("ROSETTA_QDRANT_ENGINE"):
+            vector["engine"] = env("ROSETTA_QDRANT_ENGINE")
         return cls(object_store=object_store,
                    vector_store=validate_config(VectorStoreConfig, vector, where="ROSETTA_QDRANT_*"))

@@ -11,18 +11,26 @@ chunk it records how far it got (``registry/materialized/<view>@<version>.json``
   time order, so the collection ends the same;
 - chunks are applied in time order, so a later value always overwrites an earlier one.
 
+A range covers the values whose *event time* falls in it (as Feast's ``materialize``), so a row that
+arrives late for a range already done is not picked up by the range: the pipeline's runs therefore call
+:func:`materialize_entities` for the entities they wrote, which re-reads each one's whole history and
+upserts its latest value, right in whatever order rows arrive (late, backfilled, re-run).
+
 The collection is created if needed; publishing it (the alias swap) stays a separate, deliberate step.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rosetta.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from feature_store.object_store import ObjectStore
     from feature_store.offline import OfflineStore
     from feature_store.vector_store.versions import ViewCollections
@@ -45,38 +53,18 @@ def materialize(view: FeatureView, keys: list[str], offline: OfflineStore, colle
                 store: ObjectStore, *, start: datetime, end: datetime, chunk: timedelta = timedelta(days=1),
                 force: bool = False) -> dict[str, Any]:
     """Upsert ``view``'s latest value per entity for every chunk of ``[start, end)``; returns what was done."""
-    import pyarrow.compute as pc
-
-    from feature_store.offline import EMBEDDING, EVENT_TIME, INGEST_TIME
-    from feature_store.vector_store.versions import ViewPoint
-
     if start.tzinfo is None or end.tzinfo is None:
         raise ConfigError("materialize needs timezone-aware start and end", setting="start")
     if chunk <= timedelta(0) or end <= start:
         raise ConfigError("materialize needs start < end and a positive chunk", setting="chunk")
-    if len(keys) != 1:
-        raise ConfigError(f"view {view.name!r} joins on {keys}; materializing needs one entity key", setting="keys")
+    _one_key(view, keys)
     done = None if force else materialized_until(store, view)
     cursor = max(start, done) if done is not None else start
     collections.create(view, entity_keys=keys)
     chunks = points = 0
     while cursor < end:
         stop = min(cursor + chunk, end)
-        table = offline.read(view, keys, start=cursor, end=stop)
-        if table.num_rows:
-            order = pc.sort_indices(table, sort_keys=[(keys[0], "ascending"), (EVENT_TIME, "descending"),
-                                                      (INGEST_TIME, "descending")])
-            table = table.take(order)
-            key_values = table.column(keys[0]).to_pylist()
-            first = [i for i, k in enumerate(key_values) if k is not None and (i == 0 or key_values[i - 1] != k)]
-            latest = table.take(first)
-            events = latest.column(EVENT_TIME).to_pylist()
-            vectors = latest.column(EMBEDDING).to_pylist()
-            points += collections.upsert(view, (
-                ViewPoint(key=str(k), vector=v, payload={keys[0]: str(k), "source": view.source,
-                                                         "modality": view.modality, "event_time": e.isoformat()})
-                for k, v, e in zip(latest.column(keys[0]).to_pylist(), vectors, events, strict=True)
-                if v is not None))
+        points += _upsert_latest(view, keys, offline.read(view, keys, start=cursor, end=stop), collections)
         store.write_bytes(checkpoint_key(view), json.dumps({"until": stop.astimezone(UTC).isoformat(),
                                                             "at": datetime.now(UTC).isoformat()}).encode(),
                           media_type="application/json")
@@ -84,3 +72,45 @@ def materialize(view: FeatureView, keys: list[str], offline: OfflineStore, colle
         cursor = stop
     return {"chunks": chunks, "points": points, "from": (max(start, done) if done else start).isoformat(),
             "until": end.isoformat(), "skipped": done is not None and done >= end}
+
+
+def materialize_entities(view: FeatureView, keys: list[str], offline: OfflineStore, collections: ViewCollections,
+                         values: Sequence[str]) -> int:
+    """Bring the online values of these entities up to date: each one's latest offline value over all time
+    (event time, then ingest time) is upserted.  What an incremental run calls for the entities it wrote:
+    unlike a time range, it is right whatever order late or backfilled rows arrive in.  Returns the points."""
+    _one_key(view, keys)
+    wanted = sorted({str(v) for v in values if v is not None})
+    if not wanted:
+        return 0
+    collections.create(view, entity_keys=keys)
+    return _upsert_latest(view, keys, offline.read(view, keys, entities={keys[0]: wanted}), collections)
+
+
+def _one_key(view: FeatureView, keys: list[str]) -> None:
+    if len(keys) != 1:
+        raise ConfigError(f"view {view.name!r} joins on {keys}; materializing needs one entity key", setting="keys")
+
+
+def _upsert_latest(view: FeatureView, keys: list[str], table: pa.Table, collections: ViewCollections) -> int:
+    """Upsert each entity's latest row of ``table`` (event time, then ingest time); the points written."""
+    import pyarrow.compute as pc
+
+    from feature_store.offline import EMBEDDING, EVENT_TIME, INGEST_TIME
+    from feature_store.vector_store.versions import ViewPoint
+
+    if not table.num_rows:
+        return 0
+    order = pc.sort_indices(table, sort_keys=[(keys[0], "ascending"), (EVENT_TIME, "descending"),
+                                              (INGEST_TIME, "descending")])
+    table = table.take(order)
+    key_values = table.column(keys[0]).to_pylist()
+    first = [i for i, k in enumerate(key_values) if k is not None and (i == 0 or key_values[i - 1] != k)]
+    latest = table.take(first)
+    return collections.upsert(view, (
+        ViewPoint(key=str(k), vector=v, payload={keys[0]: str(k), "source": view.source, "modality": view.modality,
+                                                 "event_time": e.isoformat(), "ingest_time": i.isoformat()})
+        for k, v, e, i in zip(latest.column(keys[0]).to_pylist(), latest.column(EMBEDDING).to_pylist(),
+                              latest.column(EVENT_TIME).to_pylist(), latest.column(INGEST_TIME).to_pylist(),
+                              strict=True)
+        if v is not None))

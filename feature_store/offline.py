@@ -18,6 +18,7 @@ local one), which is how Spark, DuckDB and Trino read the same files.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -123,9 +124,11 @@ class OfflineStore:
 
     # -- reading ---------------------------------------------------------------------------------------
     def read(self, view: FeatureView, keys: list[str], *, start: datetime | None = None,
-             end: datetime | None = None, columns: list[str] | None = None) -> pa.Table:
+             end: datetime | None = None, columns: list[str] | None = None,
+             entities: dict[str, Sequence[str]] | None = None) -> pa.Table:
         """The stored values of ``view`` with ``start <= event_time < end`` (either bound optional); only the
-        days in range are read.  An empty table of the view's schema when nothing is stored."""
+        days in range are read.  ``entities`` (join key -> values) keeps only those entities' rows.  An empty
+        table of the view's schema when nothing is stored."""
         import pyarrow.dataset as ds
 
         schema = view_schema(view, keys)
@@ -149,6 +152,12 @@ class OfflineStore:
             time_test = ds.field(EVENT_TIME) >= moment if op == "ge" else ds.field(EVENT_TIME) < moment
             both = day_test & time_test
             condition = both if condition is None else condition & both
+        for key, values in (entities or {}).items():
+            if key not in keys:
+                raise ConfigError(f"feature view {view.name!r} has no join key {key!r} (it has {', '.join(keys)})",
+                                  setting=key)
+            test = ds.field(key).isin(list(values))
+            condition = test if condition is None else condition & test
         return dataset.to_table(columns=wanted, filter=condition)
 
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from rosetta.core.errors import ConfigError, RosettaError
-from schemas.features import EncoderRef, Entity, FeatureDefinitions, FeatureView
+from schemas.features import Entity, FeatureDefinitions, FeatureView
 
 if TYPE_CHECKING:
     from feature_store.object_store import ObjectStore
@@ -109,8 +109,7 @@ def resolve_encoder(view: FeatureView) -> FeatureView:
         raise ConfigError(f"feature view {view.name!r}: its encoder's weights cannot be found ({exc}); set "
                           "encoder.path to the local model, or encoder.revision to pin it without the files",
                           setting="encoder.path") from None
-    resolved = EncoderRef(kind=encoder.kind, name=encoder.name, path=encoder.path,
-                          revision=weights_revision(located))
+    resolved = encoder.model_copy(update={"revision": weights_revision(located)})
     return view.model_copy(update={"encoder": resolved})
 
 

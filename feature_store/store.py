@@ -21,6 +21,7 @@ from feature_store.config import FeatureStoreConfig
 from feature_store.manifest import Manifest, QuarantineLedger
 from feature_store.object_store import ObjectStore, open_object_store
 from feature_store.vector_store import QdrantVectorStore
+from rosetta.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
     from feature_store.offline import OfflineStore
     from feature_store.registry import Registry
-    from transforms.encoders.base import TextEncoder
+    from feature_store.vector_store.qdrant import StoredPoint
+    from feature_store.vector_store.versions import ViewCollections
+    from schemas.features import FeatureView
+    from transforms.encoders.base import ImageEncoder, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class FeatureStore:
 
     def __init__(self, config: FeatureStoreConfig) -> None:
         self.config = config
+        self._encoders: dict[str, TextEncoder | ImageEncoder] = {}
 
     @classmethod
     def from_env(cls) -> FeatureStore:
@@ -117,7 +122,69 @@ class FeatureStore:
                                        start=start, end=end, timestamp=timestamp, bitemporal=bitemporal,
                                        full_feature_names=full_feature_names)
 
+    @cached_property
+    def collections(self) -> ViewCollections:
+        """The embedding views' versioned Qdrant collections, each view served behind its alias.  With
+        qdrant-client they share :attr:`vectors`' client (its local mode admits one client per path)."""
+        from feature_store.vector_store.versions import open_view_collections
+
+        config = self.config.vector_store
+        return open_view_collections(config, store=self.vectors if config.engine == "client" else None)
+
+    def live_view(self, view: str) -> FeatureView:
+        """The version of an embedding view that its alias serves (which may trail the registry's current one
+        while a re-embedding is built beside it).  ConfigError when none is published."""
+        from feature_store.vector_store.versions import VERSION_SEPARATOR
+
+        live = self.collections.live(view)
+        if live is None:
+            raise ConfigError(f"feature view {view!r} has no published version online; run the ingestion DAG of "
+                              "its source, or 'rosetta features materialize' and 'publish'", setting="feature_view")
+        return self.registry.view(view, live.rpartition(VERSION_SEPARATOR)[2])
+
+    def get_view_features(self, view: str, keys: Sequence[str]) -> dict[str, StoredPoint | None]:
+        """Online values of an embedding view by entity key: vector (by modality) and payload (entity keys,
+        source, event and ingest time) from the live version, in the order asked; None for unknown keys."""
+        return self.collections.get(self.live_view(view), list(keys))
+
+    def search_view(self, view: str, query: Any, *, limit: int = 10, filters: dict[str, Any] | None = None,
+                    ef: int | None = None) -> list[StoredPoint]:
+        """The ``limit`` entities of ``view`` nearest to ``query`` (cosine), best first, from the live version.
+
+        ``query``: a vector of the view's dimension, or content of the view's modality (a text for a text
+        view; an image - PIL image or encoded bytes - for an image view), embedded by the encoder that built
+        the live version (its weights checked by sha256).  ``filters``: payload field -> value or list of
+        values (``source``, ``modality``, entity keys).  ``ef``: the HNSW search beam.
+        """
+        import numpy as np
+
+        target = self.live_view(view)
+        assert target.modality is not None and target.encoder is not None
+        if isinstance(query, str) or not _is_vector(query):
+            if isinstance(query, str) != (target.modality == "text"):
+                raise ConfigError(f"feature view {view!r} holds {target.modality} embeddings; query it with "
+                                  f"{'a text' if target.modality == 'text' else 'an image'} or a vector",
+                                  setting="query")
+            encoder = self._view_encoder(target)
+            query = encoder.encode([query])[0]
+        vector = np.asarray(query, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != target.dimension:
+            raise ConfigError(f"a {vector.shape[0]}-dimensional query for feature view {view!r}, whose live version "
+                              f"has {target.dimension} dimensions", setting="query")
+        return self.collections.search(target, vector.tolist(), limit=limit, must=filters, ef=ef)
+
+    def _view_encoder(self, view: FeatureView) -> TextEncoder | ImageEncoder:
+        from transforms.encoders.config import load_view_encoder
+
+        assert view.encoder is not None
+        key = view.encoder.model_dump_json()
+        if key not in self._encoders:
+            self._encoders[key] = load_view_encoder(view.encoder)
+        return self._encoders[key]
+
     def close(self) -> None:
+        if "collections" in self.__dict__:
+            self.collections.close()
         if "vectors" in self.__dict__:
             self.vectors.close()
         if "objects" in self.__dict__:
@@ -181,3 +248,14 @@ class FeatureStore:
         vector = encoder.encode([query])[0]
         return self.search(vector.tolist(), modality="text", limit=limit, source=source,
                            encoder_key=encoder.identity.key)
+
+
+def _is_vector(query: Any) -> bool:
+    """A list/array of numbers (a query vector), as opposed to content to embed."""
+    import numpy as np
+
+    if isinstance(query, (str, bytes)):
+        return False
+    if isinstance(query, np.ndarray):
+        return query.dtype.kind in "fiu"
+    return isinstance(query, (list, tuple)) and bool(query) and all(isinstance(x, (int, float)) for x in query)

@@ -183,6 +183,60 @@ def cmd_features_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_features_materialize(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from feature_store import FeatureStore
+    from feature_store.materialize import materialize
+    from feature_store.offline import join_keys
+
+    with FeatureStore.from_env() as fs:
+        view = fs.registry.view(args.name, args.version)
+        keys = join_keys(view, {e.name: tuple(e.join_keys) for e in fs.registry.entities()})
+        done = materialize(view, keys, fs.offline, fs.collections, fs.objects, start=_moment(args.start),
+                           end=_moment(args.end), chunk=timedelta(hours=args.chunk_hours), force=args.force)
+        if args.publish:
+            done["replaced"] = fs.collections.publish(view)
+            done["live"] = fs.collections.live(view.name)
+    _print_json({"view": view.versioned_name, **done})
+    return 0
+
+
+def cmd_features_publish(args: argparse.Namespace) -> int:
+    from feature_store import FeatureStore
+
+    with FeatureStore.from_env() as fs:
+        view = fs.registry.view(args.name, args.version)
+        previous = fs.collections.publish(view)
+        _print_json({"view": view.name, "live": fs.collections.live(view.name), "previous": previous,
+                     "points": fs.collections.count(view)})
+    return 0
+
+
+def cmd_features_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from feature_store import FeatureStore
+
+    query: Any = Path(args.image).read_bytes() if args.image else args.query
+    if query is None:
+        print("rosetta: give a text query or --image FILE", file=sys.stderr)
+        return 2
+    filters = dict(f.split("=", 1) for f in args.filter)
+    with FeatureStore.from_env() as fs:
+        hits = fs.search_view(args.name, query, limit=args.limit, filters=filters or None)
+    for hit in hits:
+        print(json.dumps({"score": round(hit.score or 0.0, 4), **hit.payload}, sort_keys=True, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rosetta", description="Rosetta: multimodal data pipeline and feature store")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +290,29 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
     describe.add_argument("--version", default=None)
     describe.set_defaults(fn=cmd_features_describe)
+    mat = features_sub.add_parser("materialize", help="offline -> online for an event-time range, in chunks "
+                                  "(resumable: a range done is skipped unless --force)")
+    mat.add_argument("name")
+    mat.add_argument("--start", required=True, help="ISO 8601 (UTC when no offset)")
+    mat.add_argument("--end", required=True, help="ISO 8601, exclusive")
+    mat.add_argument("--chunk-hours", type=float, default=24.0)
+    mat.add_argument("--version", default=None, help="a version to build (default: the current one)")
+    mat.add_argument("--force", action="store_true", help="redo the range from --start")
+    mat.add_argument("--publish", action="store_true", help="then serve this version behind the view's alias")
+    mat.set_defaults(fn=cmd_features_materialize)
+    publish = features_sub.add_parser("publish", help="serve a version behind the view's alias (atomic swap; "
+                                      "publishing the previous version rolls back)")
+    publish.add_argument("name")
+    publish.add_argument("--version", default=None)
+    publish.set_defaults(fn=cmd_features_publish)
+    fsearch = features_sub.add_parser("search", help="nearest entities of an embedding view to a text or image")
+    fsearch.add_argument("name")
+    fsearch.add_argument("query", nargs="?", default=None, help="a text (text views)")
+    fsearch.add_argument("--image", default=None, help="an image file (image views)")
+    fsearch.add_argument("--limit", type=int, default=5)
+    fsearch.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                         help="payload filter, e.g. source=demo_photos (repeatable)")
+    fsearch.set_defaults(fn=cmd_features_search)
 
     manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")
     manifest.add_argument("--quarantine", action="store_true")

@@ -73,6 +73,7 @@ def run_demo(runs: int = 1) -> int:
     inbox = default_source_dir()
     written, kept = write_sample_folder(inbox)
     print(f"sample photos: {inbox} ({written} files written, {kept} already there)")
+    apply_feature_definitions(Path(os.environ.get("ROSETTA_FEATURES_FILE") or root / "features.yaml"))
     log_path = Path(env["ROSETTA_HOME"]) / "demo-airflow.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if _airflow(["db", "migrate"], env, log_path) != 0:
@@ -88,6 +89,26 @@ def run_demo(runs: int = 1) -> int:
             return 1
     print_lookup()
     return 0
+
+
+def apply_feature_definitions(path: Path) -> None:
+    """Make the registry hold the project's feature views (as ``rosetta features apply``), so the DAG writes
+    their values; a definition that would be removed is kept (that needs ``rosetta features apply --yes``)."""
+    from feature_store import FeatureStore
+    from feature_store.registry import RemovalNotConfirmed
+    from schemas.features import load_definitions
+
+    if not path.is_file():
+        print(f"no feature definitions at {path}: the DAG writes no feature views")
+        return
+    with FeatureStore.from_env() as fs:
+        try:
+            plan = fs.registry.apply(load_definitions(path))
+        except RemovalNotConfirmed as exc:
+            print(f"feature definitions not applied: {exc}")
+            return
+        views = ", ".join(v.versioned_name for v in fs.registry.views())
+    print(f"feature views ({'applied' if plan.has_changes else 'unchanged'}): {views}")
 
 
 def print_run_report() -> bool:
@@ -120,6 +141,7 @@ def _report(s: dict[str, Any]) -> None:
 
 def print_lookup() -> None:
     from feature_store import FeatureStore
+    from rosetta.core.errors import ConfigError
     from rosetta.pipelines.settings import encoder_configs_from_env
     from transforms.encoders import load_text_encoder
 
@@ -140,3 +162,11 @@ def print_lookup() -> None:
         text_config, _ = encoder_configs_from_env()
         for hit in fs.search_text(query, load_text_encoder(text_config), limit=3):
             print(f"  {hit.score:.3f}  {hit.sample_id}: {hit.payload.get('text')}")
+        view = "text_embedding_minilm"
+        print(f"\n== feature view search: FeatureStore.search_view({view!r}, {query!r})")
+        try:
+            for point in fs.search_view(view, query, limit=3):
+                print(f"  {point.score or 0.0:.3f}  {point.payload.get('sample_id')} "
+                      f"(event time {point.payload.get('event_time')})")
+        except ConfigError as exc:
+            print(f"  not served: {exc}")

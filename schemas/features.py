@@ -64,12 +64,22 @@ class FeatureField(StrictModel):
 class EncoderRef(StrictModel):
     """The encoder that produces an embedding view: kind (``hf-mean-pool``, ``efficientnet-lite0``, ``hf``),
     a name, and the local model path (unset: the bundled weights of that kind).  ``revision``: the weights'
-    sha256 when known; :func:`feature_store.registry.resolve_encoder` fills it in from the files."""
+    sha256 when known; :func:`feature_store.registry.resolve_encoder` fills it in from the files.
+    ``precision``: the reduced precision the vectors are made in (``int8``, ``fp16``, ``bf16``; unset: fp32),
+    whose vectors differ from fp32's and so make another version."""
 
     kind: Literal["hf-mean-pool", "efficientnet-lite0", "hf"]
     name: str
     path: str | None = None
     revision: str | None = None
+    precision: Literal["fp16", "bf16", "int8"] | None = None
+
+    def made(self, identity: dict[str, Any]) -> bool:
+        """Whether an embedding stamped with this encoder identity (``EncoderIdentity.as_payload()``) is this
+        encoder's: the same weights (sha256 revision) in the same precision."""
+        key = str(identity.get("key", ""))
+        precision = key.rpartition("+")[2] if "+" in key else None
+        return bool(self.revision) and identity.get("revision") == self.revision and precision == self.precision
 
 
 class FeatureView(StrictModel):
@@ -108,6 +118,8 @@ class FeatureView(StrictModel):
         """``v`` + 12 hex digits of the sha256 of what determines the values (see the module docstring)."""
         identity = self.model_dump(mode="json", include={"entities", "kind", "source", "modality", "encoder",
                                                          "dimension", "features"})
+        if identity["encoder"] is not None and identity["encoder"]["precision"] is None:
+            del identity["encoder"]["precision"]  # fp32: the versions from before precision was a field
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return f"v{digest[:12]}"
 

@@ -71,11 +71,13 @@ def view_point_id(view: FeatureView, key: str) -> str:
     return stable_uuid("view-point", view.name, key)
 
 
-def open_view_collections(config: VectorStoreConfig) -> ViewCollections:
-    """The view collections of ``config``'s engine (see the module docstring)."""
+def open_view_collections(config: VectorStoreConfig, *, store: QdrantVectorStore | None = None) -> ViewCollections:
+    """The view collections of ``config``'s engine (see the module docstring).  ``store``: an open client on
+    the same Qdrant to share (qdrant-client's local mode admits one client per path and process); it stays
+    open when the collections close."""
     if config.engine == "edge":
         return EdgeViewCollections(config)
-    return ClientViewCollections(config)
+    return ClientViewCollections(config, store=store)
 
 
 class ViewCollections(ABC):
@@ -159,15 +161,17 @@ class ViewCollections(ABC):
 class ClientViewCollections(ViewCollections):
     """Versions on a Qdrant server, cluster or qdrant-client local mode; the alias is a Qdrant alias."""
 
-    def __init__(self, config: VectorStoreConfig) -> None:
-        self.store = QdrantVectorStore(config)
+    def __init__(self, config: VectorStoreConfig, *, store: QdrantVectorStore | None = None) -> None:
+        self.store = store if store is not None else QdrantVectorStore(config)
+        self._owned = store is None
 
     @property
     def client(self) -> Any:
         return self.store.client
 
     def close(self) -> None:
-        self.store.close()
+        if self._owned:
+            self.store.close()
 
     # -- building a version ----------------------------------------------------------------------------
     def create(self, view: FeatureView, *, quantize: bool = False, entity_keys: Sequence[str] = ()) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetAlias, get_current_context, task
 
 #: Connectors whose DAGs track DICOM series completeness.
 SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
@@ -24,6 +24,17 @@ def records_asset(source_name: str) -> Asset:
 def aligned_asset(name: str) -> Asset:
     """The Asset an alignment DAG updates when it publishes a gated snapshot."""
     return Asset(f"rosetta://aligned/{name}", group="aligned")
+
+
+def features_alias(source_name: str | None) -> AssetAlias:
+    """The alias through which a source's ingestion publishes its feature-view versions' Asset events."""
+    return AssetAlias(f"rosetta-features-{source_name}" if source_name else "rosetta-features")
+
+
+def feature_view_asset(versioned_name: str) -> Asset:
+    """The Asset of one feature-view version (``view@version``): updated when a run writes values of it."""
+    view, _, version = versioned_name.partition("@")
+    return Asset(f"rosetta://features/{view}/{version}", group="features")
 
 
 def series_asset(source_name: str) -> Asset:
@@ -40,13 +51,17 @@ TASKS_DOC = """
 4. **embed_batch**: encodes images and text, vectors stamped with the encoder identity;
 5. **write_vectors**: upserts into Qdrant with deterministic point IDs;
 6. **commit**: writes the manifest together with the new connector state, the record catalog,
-   the quarantine ledger and the run summary.
+   the quarantine ledger and the run summary;
+7. **write_features**: writes the run's values of every feature view registered for the source
+   (`rosetta features apply`) to the offline store, brings embedding views' entities online in the
+   view version's Qdrant collection, and updates each version's Asset
+   `rosetta://features/<view>/<version>` (through the alias `rosetta-features-<source>`).
 
 Re-running any task or run is safe: nothing is stored or embedded twice.
 """
 
 SERIES_DOC = """
-7. **complete_series** (DICOM sources): declares the series that are complete (expected count
+8. **complete_series** (DICOM sources): declares the series that are complete (expected count
    reached, or quiet for the source's `series_quiet_period_s`) in the series ledger, once each,
    and publishes them as an event of the Asset `rosetta://dicom/<source>/series-complete`;
    skipped when no series completed, so downstream DAGs run once per completion, not per instance.
@@ -118,11 +133,25 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
 
             return ingest_tasks.commit(source, plans, stored, vectors, get_current_context())
 
+        alias = features_alias(source["name"] if source else None)
+
+        @task(trigger_rule="none_failed", outlets=[alias])
+        def write_features(stored: Any, embedded: Any) -> dict[str, Any]:
+            from rosetta.orchestration import ingest_tasks
+
+            context = get_current_context()
+            result = ingest_tasks.write_features(source, stored, embedded, context)
+            for versioned_name, done in result["views"].items():
+                if done.get("offline_rows"):
+                    context["outlet_events"][alias].add(feature_view_asset(versioned_name), extra=done)
+            return result
+
         batches = plan()
         check() >> batches
         stored = store_batch.expand(batch=batches)
         embedded = embed_batch.expand(stored=stored)
         committed = commit(batches, stored, write_vectors(embedded))
+        committed >> write_features(stored, embedded)
         if series is not None:
             completion_asset = series
 

@@ -115,6 +115,12 @@ def commit(source: dict[str, str] | None, plans: Any, stored: Any, vectors: dict
 
 
 @airflow_errors
+def write_features(source: dict[str, str] | None, stored: Any, embedded: Any, context: Any) -> dict[str, Any]:
+    with _pipeline(source, context) as pipeline:
+        return pipeline.write_features(run_context(context), list(stored), list(embedded))
+
+
+@airflow_errors
 def complete_series(source: dict[str, str] | None, context: Any) -> dict[str, Any]:
     """Declare complete DICOM series; their list becomes the extra of the source's series Asset event."""
     with _pipeline(source, context) as pipeline:

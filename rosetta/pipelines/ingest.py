@@ -12,6 +12,8 @@ Steps (each idempotent, each returning URIs and counts for XCom):
    so Qdrant's single-process local mode works under any executor).
 6. :meth:`IngestPipeline.commit` - write the run's manifest part with the new connector state in
    it (one atomic object), the record catalog and quarantine parts, then the run summary.
+7. :meth:`IngestPipeline.write_features` - the run's values of the source's registered feature views,
+   offline (Parquet) and, for embedding views, online (the view version's Qdrant collection).
 
 The manifest and the state are committed last, together: a run that dies before that is redone
 by the next one with idempotent writes, so there are no gaps and no duplicates.
@@ -412,7 +414,18 @@ class IngestPipeline:
         return summary
 
 
-    # -- 7. series completeness (DICOM sources) --------------------------------------------------------
+    # -- 7. feature values ---------------------------------------------------------------------------
+    def write_features(self, run: RunContext, stored: Sequence[dict[str, Any]],
+                       embedded: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Offline values of the run's records for every registered view of the source, and the embedding
+        views' entities brought online (see :mod:`rosetta.pipelines.features`).  Re-running replaces."""
+        from rosetta.pipelines.features import write_run_features
+
+        return write_run_features(self.store, self.settings.feature_store, self.source, run.key, run.ingest_time,
+                                  [b["records_uri"] for b in stored if b.get("new_records")],
+                                  [e["embeddings_uri"] for e in embedded if e and e.get("embeddings_uri")])
+
+    # -- 8. series completeness (DICOM sources) --------------------------------------------------------
     @property
     def tracks_series(self) -> bool:
         """True for sources whose connector config has a series quiet period (the DICOM connectors)."""

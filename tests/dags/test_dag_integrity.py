@@ -27,7 +27,7 @@ def test_dagbag_has_no_import_errors(airflow_db: None) -> None:
     dag = bag.get_dag("rosetta_ingest_images")
     assert dag.doc_md and "rosetta" in dag.tags and dag.max_active_runs == 1
     assert {t.task_id for t in dag.tasks} == {"check", "plan", "store_batch", "embed_batch", "write_vectors",
-                                              "commit"}
+                                              "commit", "write_features"}
     assert all(t.retries >= 1 for t in dag.tasks)
 
 

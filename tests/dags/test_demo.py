@@ -28,10 +28,14 @@ def test_demo_ingests_the_photos_then_stores_nothing_new(tmp_path: Path) -> None
     assert "demo_photos/chelsea: image: 1280-d by efficientnet-lite0@" in out
     hits = out.split("similarity search over captions: 'a cat'")[1].strip().splitlines()
     assert "demo_photos/chelsea" in hits[0]
+    assert "feature views (applied): " in out and "text_embedding_minilm@v" in out
+    view_hits = out.split("FeatureStore.search_view('text_embedding_minilm', 'a cat')")[1].strip().splitlines()
+    assert "demo_photos/chelsea" in view_hits[0]
 
     second = subprocess.run([rosetta, "demo"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "new items listed:  0" in second.stdout
+    assert "feature views (unchanged): " in second.stdout
     assert "nothing new stored: no file changed since the last committed run" in second.stdout
     assert "objects written:   0 " in second.stdout and "new points: 0, total: 28" in second.stdout
 

@@ -116,9 +116,46 @@ def test_a_dag_generated_from_sources_yaml_runs(airflow_db: None, monkeypatch: p
     monkeypatch.setenv("TEST_PHOTO_DIR", str(small_photo_dir))
     monkeypatch.setenv("ROSETTA_OBJECT_STORE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("ROSETTA_QDRANT_PATH", str(tmp_path / "qdrant"))
+    from feature_store import FeatureStore
+    from feature_store.config import FeatureStoreConfig
+    from schemas.features import FeatureDefinitions
+
+    with FeatureStore(FeatureStoreConfig.from_env()) as fs:  # the source's feature views, as 'features apply' does
+        fs.registry.apply(FeatureDefinitions.model_validate({
+            "entities": [{"name": "sample", "join_keys": ["sample_id"]}],
+            "feature_views": [
+                {"name": "cam_captions", "entities": ["sample"], "kind": "embedding", "source": "line_cams",
+                 "modality": "text", "dimension": 384,
+                 "encoder": {"kind": "hf-mean-pool", "name": "all-MiniLM-L6-v2"}},
+                {"name": "cam_meta", "entities": ["sample"], "kind": "metadata", "source": "line_cams",
+                 "features": [{"name": "image_media_type", "dtype": "string"}]}]}))
     dag = DagBag(dag_folder=str(REPO / "dags" / "sources.py")).get_dag("rosetta_source_line_cams")
     run = dag.test()
     assert str(run.state) == "success", _task_states(run)
     summary = _xcom(run, "commit")
     assert (summary["source"], summary["connector"], summary["new_records"]) == ("line_cams", "image_folder", 4)
     assert summary["state"]["cursor"] > 0
+
+    written = _xcom(run, "write_features")["views"]
+    with FeatureStore(FeatureStoreConfig.from_env()) as fs:
+        captions, meta = fs.registry.view("cam_captions"), fs.registry.view("cam_meta")
+        assert written[captions.versioned_name]["offline_rows"] == 4
+        assert written[captions.versioned_name]["online_points"] == 4
+        assert written[meta.versioned_name]["offline_rows"] == 4
+        hits = fs.search_view("cam_captions", "a rocket on the launch pad", limit=1)
+        assert hits[0].payload["sample_id"] == "line_cams/rocket"
+        assert fs.offline.read(meta, ["sample_id"]).num_rows == 4
+    events = _asset_events(f"rosetta://features/cam_captions/{captions.version}")
+    assert [e.extra["offline_rows"] for e in events] == [4]
+
+
+def _asset_events(uri: str) -> list[Any]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                                 .where(AssetModel.uri == uri)).all()
+        session.expunge_all()
+        return list(events)

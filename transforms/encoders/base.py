@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+S = TypeVar("S")
+U = TypeVar("U")
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
@@ -85,6 +87,25 @@ def apply_precision(model: Any, precision: str, device: str) -> tuple[Any, str, 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def prefetched(chunks: Iterable[S], prepare: Callable[[S], U]) -> Iterator[tuple[S, U]]:
+    """``(chunk, prepare(chunk))`` in order, preparing the next chunk in a helper thread while the caller works
+    on the current one: decoding, resizing and tokenizing (PIL, numpy and the Rust tokenizers release the GIL)
+    overlap the model's forward pass instead of adding to it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    iterator = iter(chunks)
+    first = next(iterator, None)
+    if first is None:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rosetta-prepare") as pool:
+        current, pending = first, pool.submit(prepare, first)
+        for upcoming in iterator:
+            following = pool.submit(prepare, upcoming)
+            yield current, pending.result()
+            current, pending = upcoming, following
+        yield current, pending.result()
 
 
 def l2_normalise(tensor: torch.Tensor) -> torch.Tensor:

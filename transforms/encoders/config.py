@@ -11,6 +11,7 @@ from rosetta.core.config import StrictModel
 from rosetta.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from schemas.features import EncoderRef
     from transforms.encoders.base import ImageEncoder, TextEncoder
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -115,3 +116,21 @@ def load_image_encoder(config: ImageEncoderConfig) -> ImageEncoder:
     from transforms.encoders.image import HFImageEncoder
 
     return HFImageEncoder(path, config)
+
+
+def load_view_encoder(ref: EncoderRef) -> TextEncoder | ImageEncoder:
+    """The encoder a feature view names, loaded from its local files in the view's precision.  ConfigError when
+    the files on this machine are not the weights the view was built with (another sha256)."""
+    path = Path(ref.path) if ref.path else None
+    precision: Precision = ref.precision or "fp32"
+    encoder: TextEncoder | ImageEncoder
+    if ref.kind == "hf-mean-pool":
+        encoder = load_text_encoder(TextEncoderConfig(path=path, name=ref.name, precision=precision))
+    else:
+        encoder = load_image_encoder(ImageEncoderConfig(kind=ref.kind, path=path, name=ref.name, precision=precision))
+    if ref.revision and encoder.identity.revision != ref.revision:
+        raise ConfigError(f"encoder {ref.name!r} at {path or 'its bundled path'} has weights "
+                          f"{encoder.identity.revision[:12]}, the feature view was built with {ref.revision[:12]}; "
+                          "point encoder.path at the same weights (vectors of other weights are not comparable)",
+                          setting="encoder.path")
+    return encoder

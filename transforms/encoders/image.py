@@ -14,6 +14,7 @@ from transforms.encoders.base import (
     batched,
     l2_normalise,
     pick_device,
+    prefetched,
     weights_revision,
 )
 from transforms.encoders.config import ImageEncoderConfig
@@ -98,10 +99,14 @@ class EfficientNetLiteEncoder(ImageEncoder):
         import torch
 
         out = np.zeros((len(images), self.dimension), dtype=np.float32)
+        def prepare(chunk: Sequence[Any]) -> torch.Tensor:
+            return torch.stack([self._tensor(to_rgb_image(item)) for item in chunk])
+
+        starts = range(0, len(images), self.config.batch_size)
         with torch.inference_mode():
-            for start, chunk in zip(range(0, len(images), self.config.batch_size),
-                                    batched(images, self.config.batch_size), strict=True):
-                batch = torch.stack([self._tensor(to_rgb_image(item)) for item in chunk]).to(self.device, self.dtype)
+            for (start, chunk), prepared in prefetched(zip(starts, batched(images, self.config.batch_size),
+                                                           strict=True), lambda pair: prepare(pair[1])):
+                batch = prepared.to(self.device, self.dtype)
                 features = self.model.extract_features(batch).mean(dim=(2, 3))
                 out[start:start + len(chunk)] = l2_normalise(features).cpu().numpy()
         return out
@@ -144,11 +149,14 @@ class HFImageEncoder(ImageEncoder):
         import torch
 
         out = np.zeros((len(images), self.dimension), dtype=np.float32)
+        def prepare(pair: tuple[int, Sequence[Any]]) -> Any:
+            return self.processor(images=[to_rgb_image(i) for i in pair[1]], return_tensors="pt")["pixel_values"]
+
+        starts = range(0, len(images), self.config.batch_size)
         with torch.inference_mode():
-            for start, chunk in zip(range(0, len(images), self.config.batch_size),
-                                    batched(images, self.config.batch_size), strict=True):
-                inputs = self.processor(images=[to_rgb_image(i) for i in chunk], return_tensors="pt")
-                pixels = inputs["pixel_values"].to(self.device, self.dtype)
+            for (start, chunk), prepared in prefetched(zip(starts, batched(images, self.config.batch_size),
+                                                           strict=True), prepare):
+                pixels = prepared.to(self.device, self.dtype)
                 if self.joint:
                     features = self.model.get_image_features(pixel_values=pixels)
                     if not isinstance(features, torch.Tensor):  # newer transformers return an output object

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from schemas.records import EncoderIdentity
 from transforms.encoders.base import (
@@ -17,6 +17,7 @@ from transforms.encoders.base import (
     batched,
     l2_normalise,
     pick_device,
+    prefetched,
     weights_revision,
 )
 from transforms.encoders.config import TextEncoderConfig, bundled_minilm_path
@@ -58,10 +59,13 @@ class HFMeanPoolTextEncoder(TextEncoder):
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        def tokenize(chunk: Sequence[int]) -> Any:
+            return self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True,
+                                  max_length=self.config.max_length, return_tensors="pt")
+
         with torch.inference_mode():
-            for chunk in batched(order, self.config.batch_size):
-                batch = self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True,
-                                       max_length=self.config.max_length, return_tensors="pt").to(self.device)
+            for chunk, tokens in prefetched(batched(order, self.config.batch_size), tokenize):
+                batch = tokens.to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
