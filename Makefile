@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv system-deps demo test test-fast lint typecheck bench lock clean
+.PHONY: venv system-deps demo airflow test test-fast lint typecheck bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Rosetta needs Python 3.11 (set PYTHON=python3.11)")'
@@ -30,6 +30,11 @@ system-deps:
 
 demo: venv
 	$(BIN)/rosetta demo
+
+# The real deployment: api-server, scheduler, dag-processor, triggerer on 127.0.0.1:8080, LocalExecutor,
+# this machine's PostgreSQL as the metadata DB (database rosetta_airflow, created if missing).
+airflow: venv
+	$(BIN)/rosetta airflow
 
 test: venv system-deps
 	$(BIN)/ruff check .

@@ -237,6 +237,39 @@ def cmd_features_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from rosetta.demo import local_airflow_env, project_dir
+    from rosetta.devservices.airflow import AirflowDeployment
+
+    root = project_dir()
+    env = {k: v for k, v in local_airflow_env(root).items() if k.startswith("ROSETTA_")}
+    deployment = AirflowDeployment(root / ".airflow-deploy", database_url=args.database_url, port=args.port,
+                                   executor=args.executor, env=env)
+    print(f"starting Airflow ({args.executor}, metadata DB {args.database_url}) ...", flush=True)
+    with deployment:
+        print(f"Airflow UI and REST API: {deployment.url}  (user admin, password {deployment.password()})")
+        print(f"services: {', '.join(deployment.processes)}; logs under {deployment.home / 'logs'}")
+        print("pools: gpu, io; DAGs are paused at creation: unpause them in the UI.  Ctrl-C stops everything.",
+              flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while all(p.poll() is None for p in deployment.processes.values()):
+                time.sleep(2)
+            dead = [name for name, p in deployment.processes.items() if p.poll() is not None]
+            print(f"rosetta: Airflow {', '.join(dead)} stopped; see {deployment.home / 'logs'}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopping Airflow ...")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rosetta", description="Rosetta: multimodal data pipeline and feature store")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -313,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     fsearch.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
                          help="payload filter, e.g. source=demo_photos (repeatable)")
     fsearch.set_defaults(fn=cmd_features_search)
+
+    airflow = sub.add_parser("airflow", help="run Airflow's api-server, scheduler, dag-processor and triggerer here "
+                             "(PostgreSQL metadata DB; what make airflow runs)")
+    airflow.add_argument("--database-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/rosetta_airflow")
+    airflow.add_argument("--port", type=int, default=8080)
+    airflow.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
+    airflow.set_defaults(fn=cmd_airflow)
 
     manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")
     manifest.add_argument("--quarantine", action="store_true")

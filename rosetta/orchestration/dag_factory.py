@@ -1,4 +1,4 @@
-"""Build ingestion DAGs: the same six tasks for every source, configured per source.
+"""Build the DAGs: the same ingestion tasks for every source, alignment and model jobs, all from configuration.
 
 Only ``airflow.sdk`` and the standard library are imported here; each task imports the
 pipeline when it runs, so parsing stays fast.
@@ -6,6 +6,7 @@ pipeline when it runs, so parsing stays fast.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,12 @@ from airflow.sdk import DAG, Asset, AssetAlias, get_current_context, task
 
 #: Connectors whose DAGs track DICOM series completeness.
 SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
+
+
+#: Airflow pools (``make airflow`` creates them): encoder tasks take a ``gpu`` slot, source and object-store I/O an
+#: ``io`` slot, so a deployment never runs more model batches or downloads at once than its hardware takes.
+GPU_POOL = os.environ.get("ROSETTA_GPU_POOL", "gpu")
+IO_POOL = os.environ.get("ROSETTA_IO_POOL", "io")
 
 
 def records_asset(source_name: str) -> Asset:
@@ -107,13 +114,13 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
 
             return ingest_tasks.plan(source, get_current_context())
 
-        @task(map_index_template="{{ batch_label }}")
+        @task(map_index_template="{{ batch_label }}", pool=IO_POOL)
         def store_batch(batch: dict[str, Any]) -> dict[str, Any]:
             from rosetta.orchestration import ingest_tasks
 
             return ingest_tasks.store_batch(source, batch, get_current_context())
 
-        @task(map_index_template="{{ batch_label }}")
+        @task(map_index_template="{{ batch_label }}", pool=GPU_POOL)
         def embed_batch(stored: dict[str, Any]) -> dict[str, Any]:
             from rosetta.orchestration import ingest_tasks
 
@@ -259,6 +266,68 @@ def build_alignment_dag(name: str, spec: Any, sources_file: Path) -> DAG:
     return dag
 
 
+TRAIN_DOC = """
+Runs when feature values are written (the Assets of the feature views, through the aliases
+`rosetta-features-<source>` of {after} and of the ad-hoc image DAG), or when triggered.
+
+1. **train**: point-in-time retrieval of `{image_view}` and `{text_view}` from the feature store (every
+   sample with both embeddings known at the run's logical date), a stable held-out split, a projection
+   head trained with a contrastive (InfoNCE) loss, recall@{k} on the held-out pairs before and after, and
+   the model with its lineage (feature-view versions, encoders, data interval, dataset sha256) written to
+   `models/{name}/<run>/`.  In `incremental` mode (param; `auto` once a model exists) it fine-tunes the
+   latest model on the new pairs plus a replay sample of older ones, and is skipped when fewer than
+   {min_new} pairs are new.  Updates the Asset `rosetta://models/{name}`.
+
+To run an external trainer instead, schedule its DAG on the same Assets, or add a task after `train`
+that calls it: `TriggerDagRunOperator` (another Airflow DAG), `HttpOperator` (a training service), or
+`KubernetesPodOperator` (a pod with a GPU), passing `model_uri` and `feature_views` from this task's XCom.
+"""
+
+
+def model_asset(name: str) -> Asset:
+    """The Asset a training DAG updates when it writes a model."""
+    return Asset(f"rosetta://models/{name}", group="models")
+
+
+def build_training_dag(name: str, spec: Any, sources_file: Path) -> DAG:
+    """``rosetta_train_<name>``: scheduled on the feature Assets of ``spec.after`` (and the ad-hoc image DAG)."""
+    from airflow.sdk import AssetAny, Param
+
+    aliases = [features_alias(None), *(features_alias(s) for s in spec.after)]
+    published = model_asset(name)
+    with DAG(
+        dag_id=f"rosetta_train_{name}",
+        description=spec.description or f"Train the {name} projection head on {spec.image_view} x {spec.text_view}",
+        schedule=AssetAny(*aliases),
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["rosetta", "training"],
+        doc_md=f"### Model job {name}\n" + TRAIN_DOC.format(
+            name=name, image_view=spec.image_view, text_view=spec.text_view, k=spec.k, min_new=spec.min_new_pairs,
+            after=", ".join(spec.after) or "no configured source"),
+        params={"mode": Param(spec.mode, enum=["auto", "full", "incremental"],
+                              description="full: train from scratch; incremental: fine-tune the latest model on new "
+                                          "pairs plus a replay sample; auto: incremental once a model exists")},
+        default_args={"owner": spec.owner, "retries": 1, "retry_delay": timedelta(seconds=30),
+                      "retry_exponential_backoff": True},
+    ) as dag:
+
+        @task(outlets=[published])
+        def train() -> dict[str, Any]:
+            from rosetta.orchestration import ingest_tasks
+
+            context = get_current_context()
+            summary = ingest_tasks.train_model(name, str(sources_file), context)
+            context["outlet_events"][published].extra = {
+                "model_uri": summary["model_uri"], "mode": summary["mode"], "pairs": summary["pairs"],
+                "feature_views": summary["feature_views"], "dataset_sha256": summary["dataset_sha256"]}
+            return summary
+
+        train()
+    return dag
+
+
 def build_source_dags(sources_file: Path) -> dict[str, DAG]:
     """One DAG per entry of ``sources_file``, keyed by dag id (``rosetta_source_<name>``), plus one per
     alignment (``rosetta_align_<name>``)."""
@@ -268,6 +337,9 @@ def build_source_dags(sources_file: Path) -> dict[str, DAG]:
     parsed = load_sources_file(sources_file)
     for name, alignment in parsed.alignments.items():
         dag = build_alignment_dag(name, alignment, sources_file)
+        dags[dag.dag_id] = dag
+    for name, model in parsed.models.items():
+        dag = build_training_dag(name, model, sources_file)
         dags[dag.dag_id] = dag
     for name, spec in parsed.sources.items():
         dag_id = f"rosetta_source_{name}"

@@ -174,3 +174,27 @@ def align_publish(name: str, sources_file: str, staged: dict[str, Any], context:
     """Run the aligned-pairs gate (its policy decides) and publish the snapshot."""
     with _alignment(name, sources_file) as pipeline:
         return dict(pipeline.publish(run_context(context), staged))
+
+
+@airflow_errors
+def train_model(name: str, sources_file: str, context: Any) -> dict[str, Any]:
+    """The training DAG's task: train or fine-tune model ``name`` on the features known at the logical date."""
+    from pathlib import Path
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from feature_store import FeatureStore
+    from feature_store.config import FeatureStoreConfig
+    from rosetta.orchestration.connections import s3_options_from_env_connection
+    from rosetta.orchestration.sources import load_sources_file
+    from rosetta.pipelines.training import NotEnoughNewData, train_projection
+
+    spec = load_sources_file(Path(sources_file)).models[name]
+    mode = (context.get("params") or {}).get("mode") or spec.mode
+    run = run_context(context)
+    with FeatureStore(FeatureStoreConfig.from_env(s3_options=s3_options_from_env_connection())) as fs:
+        try:
+            return train_projection(fs, name, spec.model_copy(update={"mode": mode}), run_id=run.run_id,
+                                    as_of=run.ingest_time)
+        except NotEnoughNewData as exc:
+            raise AirflowSkipException(str(exc)) from None

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from rosetta.core.config import StrictModel, validate_config
 from rosetta.core.errors import ConfigError
+from rosetta.pipelines.training import ProjectionSpec
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -92,6 +93,7 @@ class AlignmentSpec(StrictModel):
 class SourcesFile(StrictModel):
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     alignments: dict[str, AlignmentSpec] = Field(default_factory=dict)
+    models: dict[str, ProjectionSpec] = Field(default_factory=dict)
 
 
 def expand_env(value: Any) -> Any:
@@ -145,7 +147,7 @@ def load_sources_file(path: Path) -> SourcesFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}", setting="ROSETTA_SOURCES_FILE") from None
     parsed = validate_config(SourcesFile, raw if isinstance(raw, dict) else {"sources": raw}, where=str(path))
-    for name in [*parsed.sources, *parsed.alignments]:
+    for name in [*parsed.sources, *parsed.alignments, *parsed.models]:
         if not re.match(NAME_PATTERN, name):
             raise ConfigError(f"name {name!r} in {path} may only use letters, digits, '.', '_' and '-'",
                               setting="ROSETTA_SOURCES_FILE")
@@ -157,6 +159,12 @@ def load_sources_file(path: Path) -> SourcesFile:
                                   setting="ROSETTA_SOURCES_FILE")
         if alignment.strategy == "interval" and not alignment.right_end_key:
             raise ConfigError(f"alignment {name!r}: strategy 'interval' needs right_end_key", setting="right_end_key")
+    for name, model in parsed.models.items():
+        unknown = [s for s in model.after if s not in parsed.sources]
+        if unknown:
+            raise ConfigError(f"model {name!r} in {path} runs after source(s) {', '.join(map(repr, unknown))}, which "
+                              f"are not in its sources ({', '.join(sorted(parsed.sources)) or 'none'})",
+                              setting="ROSETTA_SOURCES_FILE")
     return parsed
 
 

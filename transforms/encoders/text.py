@@ -30,7 +30,6 @@ class HFMeanPoolTextEncoder(TextEncoder):
     """Loads tokenizer and model from ``path`` with ``local_files_only``; never downloads."""
 
     def __init__(self, path: Path, config: TextEncoderConfig) -> None:
-        import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -40,7 +39,6 @@ class HFMeanPoolTextEncoder(TextEncoder):
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True).to(self.device).eval()
         self.model, self.precision, _ = apply_precision(model, config.precision, self.device)
-        torch.set_grad_enabled(False)
         dimension = int(self.model.config.hidden_size)
         name = config.name or ("all-MiniLM-L6-v2" if config.path is None and path == bundled_minilm_path()
                                else path.name)

@@ -1,0 +1,84 @@
+"""The real deployment: Airflow's api-server, scheduler, dag-processor and triggerer (LocalExecutor) on the
+PostgreSQL of this machine, driven through the REST API as a user's tooling would: the DAGs are listed, an
+ingestion run triggered over REST succeeds, and the training DAG runs by itself because the ingestion run
+updated the feature Assets it is scheduled on."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.slow]
+
+POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, photo_dir: Path) -> Any:
+    import psycopg2
+
+    from feature_store import FeatureStore
+    from feature_store.config import FeatureStoreConfig
+    from rosetta.devservices.airflow import AirflowDeployment
+    from schemas.features import FeatureDefinitions
+
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n  cams:\n    connector: image_folder\n    options: {root: '${TEST_PHOTO_DIR}'}\n"
+                       "models:\n  cams_proj:\n    image_view: cam_images\n    text_view: cam_captions\n"
+                       "    after: [cams]\n    holdout: 0.3\n    k: 2\n    epochs: 50\n")
+    env = {"ROSETTA_SOURCES_FILE": str(sources), "TEST_PHOTO_DIR": str(photo_dir),
+           "ROSETTA_OBJECT_STORE_URL": str(tmp_path / "store"), "ROSETTA_QDRANT_PATH": str(tmp_path / "qdrant"),
+           "ROSETTA_HOME": str(tmp_path / "home")}
+    store = FeatureStoreConfig.model_validate({"object_store": {"kind": "local", "root": tmp_path / "store"},
+                                               "vector_store": {"path": tmp_path / "qdrant"}})
+    with FeatureStore(store) as fs:
+        fs.registry.apply(FeatureDefinitions.model_validate({
+            "entities": [{"name": "sample", "join_keys": ["sample_id"]}],
+            "feature_views": [
+                {"name": "cam_captions", "entities": ["sample"], "kind": "embedding", "source": "cams",
+                 "modality": "text", "dimension": 384, "encoder": {"kind": "hf-mean-pool", "name": "all-MiniLM-L6-v2"}},
+                {"name": "cam_images", "entities": ["sample"], "kind": "embedding", "source": "cams",
+                 "modality": "image", "dimension": 1280,
+                 "encoder": {"kind": "efficientnet-lite0", "name": "efficientnet-lite0"}}]}))
+    database = f"rosetta_airflow_test_{secrets.token_hex(4)}"
+    airflow = AirflowDeployment(tmp_path / "airflow", database_url=f"{POSTGRES}/{database}", env=env,
+                                refresh_interval_s=5)
+    try:
+        with airflow:
+            yield airflow
+    finally:
+        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        connection.close()
+
+
+def test_rest_triggered_ingestion_starts_the_asset_scheduled_training(deployment: Any, tmp_path: Path) -> None:
+    dags = deployment.wait_for_dags(["rosetta_source_cams", "rosetta_train_cams_proj", "rosetta_ingest_images"])
+    assert any(t["name"] == "training" for t in dags["rosetta_train_cams_proj"]["tags"])
+    pools = {p["name"]: p["slots"] for p in deployment.api("GET", "/pools")["pools"]}
+    assert pools["gpu"] == 1 and pools["io"] == 4
+    deployment.unpause("rosetta_train_cams_proj")
+    deployment.unpause("rosetta_source_cams")
+
+    run = deployment.trigger("rosetta_source_cams")
+    deployment.wait_for_run("rosetta_source_cams", run["dag_run_id"], timeout_s=600)
+    tasks = deployment.task_instances("rosetta_source_cams", run["dag_run_id"])
+    assert {t["task_id"] for t in tasks if t["state"] == "success"} >= {"commit", "write_features"}
+    assert {t["pool"] for t in tasks if t["task_id"] == "embed_batch"} == {"gpu"}
+
+    deadline = time.monotonic() + 300
+    training: list[dict[str, Any]] = []
+    while not training and time.monotonic() < deadline:
+        training = deployment.runs("rosetta_train_cams_proj")
+        time.sleep(2)
+    assert training, "the training DAG was not triggered by the feature Assets"
+    assert training[0]["run_type"] == "asset_triggered"
+    finished = deployment.wait_for_run("rosetta_train_cams_proj", training[0]["dag_run_id"], timeout_s=600)
+    assert finished["state"] == "success"
+    assert list((tmp_path / "store" / "models").glob("*/*/model.pt"))
