@@ -47,20 +47,32 @@ Engine: numpy over int64 microseconds.  Group numbers follow the sort order of t
 and each row gets one integer key, ``group * width + (time - origin)``, so sorting the keys sorts
 by ``(by..., time)``; ids are compared only within runs of equal keys.  Each side is put in that
 order once; the left rows are then searched in output order (binary searches over the sorted right
-keys, fast because the queries ascend too), so the pairs come out already sorted.
+keys, fast because the queries ascend too), so the pairs come out already sorted.  ``order="left"``
+needs no output order: the left table is searched a piece at a time, on several threads for big
+tables, and when both tables are in time order (as event logs are) the right one is not sorted as
+a whole either (see ``_left_order_partners``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from rosetta.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from concurrent.futures import Executor
+
     import numpy as np
     import pyarrow as pa
+
+    # a left piece's number and its valid rows' sorted keys and groups -> (the partner's right row per key, -1 for
+    # none; the offset, 0 for none), or None when none has a partner
+    _Find = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]
 
 Strategy = Literal["backward", "forward", "nearest", "interval", "window"]
 Cardinality = Literal["many_to_one", "one_to_many", "one_to_one"]
@@ -178,7 +190,28 @@ def _asof_in_left_order(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.
 
     The partners are the rule's (the same pairs as ``order="rule"``); only the row order differs, so the
     left columns are the input's own (no gather), and only the partners' ids and times are gathered.
+    The same partners as :func:`_asof_in_left_order_reference`, found with less work and memory (see
+    :func:`_left_order_join`), on several threads for big tables (numpy and Arrow release the GIL).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = _workers(left.num_rows + right.num_rows)
+    try:
+        if workers == 1:
+            return _left_order_join(left, right, spec, None)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align") as pool:
+            return _left_order_join(left, right, spec, pool)
+    except _TooWide:  # keys near the int64 limit: the reference decides (it numbers the groups its own way)
+        return _asof_in_left_order_reference(left, right, spec)
+
+
+class _TooWide(Exception):
+    """Some group's keys would not fit in an int64."""
+
+
+def _asof_in_left_order_reference(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.Table:
+    """:func:`_asof_in_left_order` the plain way (one thread, both sides sorted whole as for ``order="rule"``):
+    the reference the tests hold the fast path to."""
     import numpy as np
     import pyarrow as pa
 
@@ -220,6 +253,585 @@ def _asof_in_left_order(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.
     columns["offset"] = pa.array(offset, pa.int64(), mask=mask_or_none).cast(pa.duration("us"))
     columns["quality"] = pa.array(_quality(offset, spec), pa.float64(), mask=mask_or_none)
     return pa.table(columns)
+
+
+# -- the left-order as-of join, lean -------------------------------------------------------------------------
+_PARALLEL_ROWS = 1 << 18  # left + right rows from which the left-order as-of join uses several threads
+_MAX_WORKERS = 8
+
+
+def _workers(rows: int) -> int:
+    """Threads for a job of ``rows`` rows: one for small jobs, else the CPUs this process may use (at most 8), or
+    ``ROSETTA_ALIGN_THREADS`` (set it to 1 where several tasks share a machine's cores)."""
+    import os
+
+    if rows < _PARALLEL_ROWS:
+        return 1
+    wanted = os.environ.get("ROSETTA_ALIGN_THREADS", "").strip()
+    if wanted:
+        try:
+            return max(1, int(wanted))
+        except ValueError:
+            raise ConfigError(f"ROSETTA_ALIGN_THREADS={wanted!r} is not a whole number of threads",
+                              setting="ROSETTA_ALIGN_THREADS") from None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_WORKERS))
+
+
+def _together(pool: Executor | None, calls: Iterable[Callable[[], Any]]) -> list[Any]:
+    """The results of ``calls``, run on ``pool``'s threads (in order on this one when there is no pool)."""
+    if pool is None:
+        return [call() for call in calls]
+    futures = [pool.submit(call) for call in calls]
+    return [future.result() for future in futures]
+
+
+class _Scan(NamedTuple):
+    """What one pass over a table's times tells: which rows take part, their time range, whether in time order."""
+
+    valid: np.ndarray  # per row: a key, a time and an id
+    low: int | None  # the smallest and largest time of a valid row (None: no valid row)
+    high: int | None
+    in_time_order: bool  # the valid rows' times never decrease
+    null_times: int  # rows whose time is NULL_TIME (null, or that very value)
+    bounds: list[tuple[int, int] | None]  # per piece: the first and last valid time (None: no valid row)
+
+
+def _left_order_join(left: pa.Table, right: pa.Table, spec: AlignSpec, pool: Executor | None) -> pa.Table:
+    """The output of :func:`_asof_in_left_order`, made a piece at a time with few whole-table temporaries
+    (fresh memory costs time too): group codes from dictionaries in any order (only equality matters here),
+    times read from the Arrow chunks in place, the partners found per piece of the left table
+    (:func:`_left_order_partners`), their ids gathered from the stretch of right rows each piece points into,
+    the left columns (times included, where they are microseconds already) the input's own."""
+    import numpy as np
+    import pyarrow as pa
+
+    right_row, offset, null_times = _left_order_partners(left, right, spec, pool)
+    mask = right_row < 0
+    ts = pa.timestamp("us", tz="UTC")
+    left_pieces, left_unit = _time_pieces(left, spec.left_time)
+    keep: np.ndarray | None = None
+    if spec.how == "inner":
+        keep = np.flatnonzero(~mask)
+        right_row, offset, mask = right_row[keep], offset[keep], mask[keep]
+        taken = pa.array(keep, pa.int64())
+        columns: dict[str, Any] = {c: left.column(c).take(taken) for c in spec.by}
+        left_ids = left.column(spec.left_id).take(taken)
+        left_times: Any = _micros(left, spec.left_time)[keep]
+        left_times = pa.array(left_times, pa.int64(), mask=left_times == NULL_TIME).cast(ts)
+    else:
+        columns = {c: left.column(c) for c in spec.by}
+        left_ids = left.column(spec.left_id)
+        column = left.column(spec.left_time)
+        if column.type.unit in ("us", "s", "ms") and null_times == column.null_count:
+            left_times = column.cast(ts)  # the input's times (null exactly where they are NULL_TIME)
+        else:
+            left_times = _micros(left, spec.left_time)
+            left_times = pa.array(left_times, pa.int64(), mask=left_times == NULL_TIME).cast(ts)
+    mask_or_none = mask if mask.any() else None
+    columns["left_id"] = left_ids if left_ids.type == pa.string() else left_ids.cast(pa.string())
+    columns["right_id"] = _gather_ids(right.column(spec.right_id), right_row, pool)
+    del right_row
+    right_time = offset.copy() if keep is not None else np.empty_like(offset)
+    if keep is not None:  # the kept rows' times, then plus their offsets
+        right_time += _micros(left, spec.left_time)[keep]
+    else:
+        def add(start: int, piece: pa.Array) -> None:
+            time = _piece_micros(piece, left_unit)
+            np.add(time, offset[start:start + len(time)], out=right_time[start:start + len(time)])
+
+        _together(pool, (partial(add, start, piece) for start, piece in left_pieces))
+    columns["left_time"] = left_times
+    columns["right_time"] = pa.array(right_time, pa.int64(), mask=mask_or_none).cast(ts)
+    columns["offset"] = pa.array(offset, pa.int64(), mask=mask_or_none).cast(pa.duration("us"))
+    quality = np.empty(len(offset), dtype=np.float64)
+
+    def rate(start: int) -> None:
+        quality[start:start + _SLICE] = _quality(offset[start:start + _SLICE], spec)
+
+    _together(pool, (partial(rate, start) for start in range(0, len(offset), _SLICE)))
+    columns["quality"] = pa.array(quality, pa.float64(), mask=mask_or_none)
+    return pa.table(columns)
+
+
+def _left_order_partners(left: pa.Table, right: pa.Table, spec: AlignSpec,
+                         pool: Executor | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per left row: the partner's right row (-1: none) and the offset (us; 0 without a partner); and how many
+    left times are NULL_TIME.
+
+    The left table is taken a piece at a time (on ``pool``): the piece's valid rows are ordered by key and
+    searched among right keys (:func:`_asof_found`), either near ones of the whole right side sorted once
+    (:func:`_whole_right`), or, when both tables are in time order, among the right rows of the piece's time
+    range and the last (first) right row of each group before (after) it (:func:`_right_in_time_order`).
+    """
+    import numpy as np
+
+    left_codes, right_codes = _shared_codes(left, right, spec.by, pool)
+    left_pieces, left_unit = _time_pieces(left, spec.left_time)
+    right_pieces, right_unit = _time_pieces(right, spec.right_time)
+    left_scan = _scan(left_pieces, left_unit, left_codes, left.column(spec.left_id), pool)
+    right_scan = _scan(right_pieces, right_unit, right_codes, right.column(spec.right_id), pool)
+    lows = [s.low for s in (left_scan, right_scan) if s.low is not None]
+    highs = [s.high for s in (left_scan, right_scan) if s.high is not None]
+    span = _span_of(min(lows) if lows else None, max(highs) if highs else None, spec)
+    groups = 1 + max(int(left_codes.max(initial=-1)), int(right_codes.max(initial=-1)))
+    if groups > (np.iinfo(np.int64).max // span.width) - 1:
+        raise _TooWide
+    if left_scan.in_time_order and right_scan.in_time_order and groups <= 2**16 \
+            and groups * len(left_pieces) <= 2**22:  # per piece, a row per group before (after) it
+        find = _right_in_time_order(right, right_codes, right_scan, left_scan.bounds, groups, span, spec)
+    else:
+        find = _whole_right(right_pieces, right_unit, right_codes, right_scan, span, right.column(spec.right_id),
+                            spec, pool)
+    del right_codes, right_scan
+    n = left.num_rows
+    right_row = np.empty(n, dtype=np.int32 if right.num_rows < 2**31 - 1 else np.int64)
+    offset = np.empty(n, dtype=np.int64)
+
+    def search(number: int, start: int, piece: pa.Array) -> None:
+        time = _piece_micros(piece, left_unit)
+        stop = start + len(time)
+        right_row[start:stop] = -1
+        offset[start:stop] = 0
+        rows, keys, group = _piece_in_key_order(left_codes[start:stop], time, left_scan.valid[start:stop], span)
+        found = find(number, keys, group) if len(keys) else None
+        if found is None:
+            return
+        partner, shift = found
+        if rows is None:
+            right_row[start:stop] = partner
+            offset[start:stop] = shift
+        else:
+            right_row[start:stop][rows] = partner
+            offset[start:stop][rows] = shift
+
+    _together(pool, (partial(search, number, start, piece) for number, (start, piece) in enumerate(left_pieces)))
+    return right_row, offset, left_scan.null_times
+
+
+def _whole_right(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray, scan: _Scan, span: _Span,
+                 ids: pa.ChunkedArray, spec: AlignSpec, pool: Executor | None) -> _Find:
+    """The partner finder over the whole right side sorted by key (:func:`_right_winners`), each piece's keys
+    searched in the stretch near them (:func:`_near`)."""
+    import numpy as np
+
+    right_keys, winner = _right_winners(pieces, unit, codes, scan, span, ids, pool)
+
+    def find(number: int, keys: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if not len(right_keys):
+            return None
+        near = _near(keys, group, right_keys)
+        searched, partners = (right_keys, winner) if near is None else (right_keys[near], winner[near])
+        index, ok = _asof_found(keys, searched, span.width, spec, np.multiply(group, span.width, dtype=np.int64))
+        shift = searched[index]
+        shift -= keys  # one group: key difference = time's
+        shift[~ok] = 0
+        return np.where(ok, partners[index], -1), shift
+
+    return find
+
+
+def _right_in_time_order(right: pa.Table, codes: np.ndarray, scan: _Scan, left_bounds: list[tuple[int, int] | None],
+                         groups: int, span: _Span, spec: AlignSpec) -> _Find:
+    """The partner finder when both tables are in time order: no sort of the right side as a whole.
+
+    Of every run of right rows at one time and group only the rule's row is kept (:func:`_time_ties`), so the
+    kept rows have distinct keys.  A left piece with valid times ``[a, b]`` can only pair with the kept right
+    rows timed ``[a, b]`` and, per group, the last one before ``a`` (backward, nearest) and the first one after
+    ``b`` (forward, nearest); those few rows, ordered by key (a stable sort by group keeps each group's rows in
+    time order), are what the piece's keys are searched in.
+    """
+    import numpy as np
+
+    rows: np.ndarray | None = None if bool(scan.valid.all()) else np.flatnonzero(scan.valid)
+    times = _micros(right, spec.right_time)
+    group = codes
+    if rows is not None:
+        times, group = times[rows], codes[rows]
+    keep = _time_ties(times, group, rows, right.column(spec.right_id))
+    numbers = [i for i, bound in enumerate(left_bounds) if bound is not None]
+    bounds = np.array([bound for bound in left_bounds if bound is not None], dtype=np.int64).reshape(-1, 2)
+    firsts = np.searchsorted(times, bounds[:, 0], side="left")
+    lasts = np.searchsorted(times, bounds[:, 1], side="right")
+    span_of = {number: (int(first), int(last)) for number, first, last in zip(numbers, firsts, lasts, strict=True)}
+    before: dict[int, np.ndarray] = {}
+    after: dict[int, np.ndarray] = {}
+    if spec.strategy in ("backward", "nearest"):  # the last kept row of each group before each piece's range
+        last = np.full(groups, -1, dtype=np.int64)
+        done = 0
+        for number, first in zip(numbers, firsts.tolist(), strict=True):
+            _sweep(np.maximum, last, group, keep, done, first)
+            done = max(done, first)
+            before[number] = last.copy()
+    if spec.strategy in ("forward", "nearest"):  # the first kept row of each group after each piece's range
+        first_after = np.full(groups, len(times), dtype=np.int64)
+        done = len(times)
+        for number, last_end in zip(reversed(numbers), reversed(lasts.tolist()), strict=True):
+            _sweep(np.minimum, first_after, group, keep, last_end, done)
+            done = min(done, last_end)
+            after[number] = first_after.copy()
+
+    def find(number: int, keys: np.ndarray, left_group: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        present = left_group[np.flatnonzero(np.concatenate(([True], left_group[1:] != left_group[:-1])))]
+        first, last = span_of[number]
+        inside = np.arange(first, last, dtype=np.int64)
+        if keep is not None:
+            inside = inside[keep[first:last]]
+        parts = [inside]
+        if number in before:
+            found = before[number][present]
+            parts.insert(0, found[found >= 0])
+        if number in after:
+            found = after[number][present]
+            parts.append(found[found < len(times)])
+        at = np.concatenate(parts) if len(parts) > 1 else inside
+        if not len(at):
+            return None
+        near = group[at]
+        candidates = np.multiply(near, span.width, dtype=np.int64)
+        candidates += times[at]
+        candidates -= span.origin
+        order = _group_order(near) if len(at) > 1 else None
+        if order is not None:  # per group in time order already: a stable sort by group sorts the keys
+            candidates, at = candidates[order], at[order]
+        index, ok = _asof_found(keys, candidates, span.width, spec,
+                                np.multiply(left_group, span.width, dtype=np.int64))
+        shift = candidates[index]
+        shift -= keys  # one group: key difference = time's
+        shift[~ok] = 0
+        partner = at[index] if rows is None else rows[at[index]]
+        return np.where(ok, partner, -1), shift
+
+    return find
+
+
+def _sweep(combine: Any, table: np.ndarray, group: np.ndarray, keep: np.ndarray | None, start: int,
+           stop: int) -> None:
+    """Fold the positions ``start:stop`` of the kept rows into ``table`` per group (``combine``: np.maximum for
+    the last one, np.minimum for the first one)."""
+    import numpy as np
+
+    if stop <= start:
+        return
+    positions = np.arange(start, stop, dtype=np.int64)
+    here = group[start:stop]
+    if keep is not None:
+        positions, here = positions[keep[start:stop]], here[keep[start:stop]]
+    combine.at(table, here, positions)
+
+
+def _time_ties(times: np.ndarray, group: np.ndarray, rows: np.ndarray | None,
+               ids: pa.ChunkedArray) -> np.ndarray | None:
+    """For rows in time order: which to keep so that each (time, group) has one row, the rule's (the smallest
+    id in its own type, then the smallest position); None: keep them all."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    same = times[1:] == times[:-1]
+    if not same.any():
+        return None
+    in_run = np.zeros(len(times), dtype=bool)  # rows that share their time with a neighbour
+    in_run[1:] = same
+    in_run[:-1] |= same
+    del same
+    at = np.flatnonzero(in_run)
+    del in_run
+    tied = at if rows is None else rows[at]
+    runs = pa.table({"time": times[at], "group": group[at], "id": _sortable(_take_ascending(ids, tied)),
+                     "row": tied})
+    order = np.asarray(pc.sort_indices(runs, sort_keys=[("time", "ascending"), ("group", "ascending"),
+                                                        ("id", "ascending"), ("row", "ascending")]).to_numpy())
+    at = at[order]
+    tied_times, tied_groups = times[at], group[at]
+    later = (tied_times[1:] == tied_times[:-1]) & (tied_groups[1:] == tied_groups[:-1])  # not the rule's row
+    if not later.any():
+        return None
+    keep = np.ones(len(times), dtype=bool)
+    keep[at[1:][later]] = False
+    return keep
+
+
+def _near(keys: np.ndarray, group: np.ndarray, right_keys: np.ndarray) -> np.ndarray | None:
+    """For a piece's sorted keys (and their groups): the positions of the stretch of ``right_keys`` that its
+    as-of searches can end in (ascending), so that they search that short stretch instead; None when it is not
+    short.
+
+    Per group, a search for ``k`` (or ``k + 1``) between the group's first and last key ends between
+    ``searchsorted(first)`` and ``searchsorted(last + 1)``; with one more element either side, the stretch
+    holds the neighbours every search reads, so a search in it finds the same elements as one in ``right_keys``.
+    """
+    import numpy as np
+
+    starts = np.flatnonzero(group[1:] != group[:-1]) + 1
+    ends = np.append(starts, len(keys)) - 1
+    starts = np.insert(starts, 0, 0)
+    low = np.maximum(np.searchsorted(right_keys, keys[starts], side="left") - 1, 0)
+    high = np.minimum(np.searchsorted(right_keys, keys[ends] + 1, side="right") + 1, len(right_keys))
+    low[1:] = np.maximum(low[1:], high[:-1])  # the stretches in order without overlap (high ascends with groups)
+    counts = np.maximum(high - low, 0)
+    total = int(counts.sum())
+    if total > 2 * len(keys) + 1024:
+        return None
+    firsts = np.cumsum(counts) - counts
+    return np.repeat(low - firsts, counts) + np.arange(total, dtype=np.int64)
+
+
+def _shared_codes(left: pa.Table, right: pa.Table, by: tuple[str, ...],
+                  pool: Executor | None) -> tuple[np.ndarray, np.ndarray]:
+    """One code per row of each table (-1 where a key is null), equal exactly where the ``by`` values are equal
+    (as :func:`_encode_groups` compares them), numbered in no particular order.
+
+    One plain string, binary or integer column is dictionary-encoded in as many parts as ``pool`` has threads,
+    each part with its own dictionary, renumbered into their union; anything else as :func:`_encode_groups`.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = left.column(by[0]).type if len(by) == 1 else None
+    if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+                            or pa.types.is_large_binary(kind) or pa.types.is_integer(kind)):
+        groups = _encode_groups(left, right, by)
+        return groups.left, groups.right
+    column = by[0]
+    pieces = [(side, at, chunk.slice(at, _SLICE)) for side, values in enumerate((left.column(column),
+                                                                                 right.column(column).cast(kind)))
+              for chunk in values.chunks for at in range(0, len(chunk), _SLICE)]
+    starts: list[int] = []  # each piece's first row in its table
+    done = [0, 0]
+    for side, _, piece in pieces:
+        starts.append(done[side])
+        done[side] += len(piece)
+    parts = 1 if pool is None else min(len(pieces), _workers(left.num_rows + right.num_rows)) or 1
+    bounds = [len(pieces) * i // parts for i in range(parts + 1)]
+    encoded = _together(pool, (partial(_encode_part, [p for _, _, p in pieces[a:b]], kind)
+                               for a, b in pairwise(bounds)))
+    union = encoded[0].chunk(0).dictionary if parts == 1 and len(pieces) else \
+        pc.unique(pa.concat_arrays([e.chunk(0).dictionary for e in encoded if e.num_chunks] or [pa.array([], kind)]))
+    dtype = np.int16 if len(union) < 2**15 else np.int32 if len(union) < 2**31 else np.int64
+    codes = (np.empty(left.num_rows, dtype=dtype), np.empty(right.num_rows, dtype=dtype))
+
+    def renumber(part: int) -> None:
+        if not encoded[part].num_chunks:
+            return
+        dictionary = encoded[part].chunk(0).dictionary
+        table = np.empty(len(dictionary) + 1, dtype=dtype)
+        table[:-1] = np.arange(len(dictionary)) if parts == 1 else \
+            np.asarray(pc.index_in(dictionary, value_set=union).to_numpy(zero_copy_only=False))
+        table[-1] = -1  # code -1 (null) stays -1
+        for number, chunk in zip(range(bounds[part], bounds[part + 1]), encoded[part].chunks, strict=True):
+            indices = chunk.indices.fill_null(-1) if chunk.null_count else chunk.indices
+            side, start = pieces[number][0], starts[number]
+            codes[side][start:start + len(chunk)] = table[np.asarray(indices.to_numpy())]
+
+    _together(pool, (partial(renumber, part) for part in range(parts)))
+    return codes
+
+
+def _encode_part(pieces: list[pa.Array], kind: pa.DataType) -> pa.ChunkedArray:
+    """The pieces dictionary-encoded together: one dictionary, shared by every chunk."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.dictionary_encode(pa.chunked_array(pieces, kind)).unify_dictionaries()
+
+
+def _time_pieces(table: pa.Table, column: str) -> tuple[list[tuple[int, pa.Array]], str]:
+    """:func:`_time_column` in pieces of at most ``_SLICE`` rows, (first row, piece) each, and their unit: the
+    chunks, cut where longer, small neighbours joined (so that tiny chunks do not make tiny pieces)."""
+    import pyarrow as pa
+
+    values, unit = _time_column(table, column)
+    least = max(1, _SLICE // 16)
+    pieces: list[tuple[int, pa.Array]] = []
+    waiting: list[pa.Array] = []  # small pieces not yet joined, from row ``first``
+    first = start = 0
+    for chunk in values.chunks:
+        for at in range(0, len(chunk), _SLICE):
+            piece = chunk.slice(at, _SLICE)
+            if not waiting:
+                first = start + at
+            waiting.append(piece)
+            if sum(len(p) for p in waiting) >= least:
+                pieces.append((first, waiting[0] if len(waiting) == 1 else pa.concat_arrays(waiting)))
+                waiting = []
+        start += len(chunk)
+    if waiting:
+        pieces.append((first, waiting[0] if len(waiting) == 1 else pa.concat_arrays(waiting)))
+    return pieces, unit
+
+
+def _scan(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray, ids: pa.ChunkedArray,
+          pool: Executor | None) -> _Scan:
+    """One pass over a table's times (a piece at a time, on ``pool``): see :class:`_Scan`."""
+    import numpy as np
+
+    valid = codes >= 0
+    if ids.null_count:
+        valid &= np.asarray(ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def one(start: int, piece: pa.Array) -> tuple[int | None, int | None, bool, int]:
+        time = _piece_micros(piece, unit)
+        here = valid[start:start + len(time)]
+        absent = time == NULL_TIME
+        null_times = int(absent.sum())
+        if null_times:
+            here &= ~absent
+        times = time if bool(here.all()) else time[here]
+        if not len(times):
+            return None, None, True, null_times
+        return int(times[0]), int(times[-1]), bool((times[1:] >= times[:-1]).all()), null_times
+
+    found = _together(pool, (partial(one, start, piece) for start, piece in pieces))
+    ends = [(first, last, ordered) for first, last, ordered, _ in found if first is not None]
+    in_order = all(ordered for _, _, ordered in ends) and all(a[1] <= b[0] for a, b in pairwise(ends))
+    low = high = None
+    if ends and in_order:
+        low, high = ends[0][0], ends[-1][1]
+    elif ends:  # out of time order: the extremes need a look at every valid time
+        lows, highs = [], []
+        for start, piece in pieces:
+            time = _piece_micros(piece, unit)
+            here = valid[start:start + len(time)]
+            if here.any():
+                lows.append(int(time.min(where=here, initial=2**63 - 1)))
+                highs.append(int(time.max(where=here, initial=NULL_TIME)))
+        low, high = min(lows), max(highs)
+    return _Scan(valid=valid, low=low, high=high, in_time_order=in_order,
+                 null_times=sum(nulls for *_, nulls in found),
+                 bounds=[None if first is None or last is None else (first, last) for first, last, _, _ in found])
+
+
+def _span_of(low: int | None, high: int | None, spec: AlignSpec) -> _Span:
+    """:func:`_span` from the smallest and largest valid time of both tables (None: no valid row)."""
+    if low is None or high is None:
+        return _Span(0, 1)
+    reach = max(_us(spec.tolerance), _us(spec.window[0]), _us(spec.window[1]))
+    origin = low - reach - 1
+    return _Span(origin, high - origin + reach + 2)
+
+
+def _right_winners(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray, scan: _Scan, span: _Span,
+                   ids: pa.ChunkedArray, pool: Executor | None) -> tuple[np.ndarray, np.ndarray]:
+    """The right table's keys, ascending, and per key the row the rule picks among the rows of that key
+    (:func:`_run_winners`): a search that ends on any of them finds the rule's partner."""
+    import numpy as np
+
+    keys = _table_keys(pieces, unit, codes, span, pool)
+    rows: np.ndarray | None = None
+    group = codes
+    if not bool(scan.valid.all()):
+        rows = np.flatnonzero(scan.valid)
+        keys, group = keys[rows], codes[rows]
+    order = _group_order(group) if scan.in_time_order and len(group) > 1 else None
+    if order is None and not bool((keys[1:] >= keys[:-1]).all()):
+        order = np.argsort(keys)
+    if order is not None:
+        keys = keys[order]
+        rows = order if rows is None else rows[order]
+    if rows is None:
+        rows = np.arange(len(keys), dtype=np.int64)
+    del group, order
+    return keys, _run_winners(keys, rows, ids)
+
+
+def _table_keys(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray, span: _Span,
+                pool: Executor | None) -> np.ndarray:
+    """Every row's key (see :class:`_Span`), made a piece at a time (on ``pool``)."""
+    import numpy as np
+
+    _check_width(codes, span)
+    keys = np.empty(len(codes), dtype=np.int64)
+
+    def fill(start: int, piece: pa.Array) -> None:
+        time = _piece_micros(piece, unit)
+        stop = start + len(time)
+        np.multiply(codes[start:stop], span.width, out=keys[start:stop], dtype=np.int64)
+        keys[start:stop] += time
+        keys[start:stop] -= span.origin
+
+    _together(pool, (partial(fill, start, piece) for start, piece in pieces))
+    return keys
+
+
+def _piece_in_key_order(group: np.ndarray, time: np.ndarray, valid: np.ndarray,
+                        span: _Span) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """A piece's valid rows sorted by key (equal keys in any order): (their positions in the piece, None when that
+    is every row in order; their keys; their groups)."""
+    import numpy as np
+
+    keys = np.multiply(group, span.width, dtype=np.int64)
+    keys += time
+    keys -= span.origin
+    rows: np.ndarray | None = None
+    if not bool(valid.all()):
+        rows = np.flatnonzero(valid)
+        keys, group, time = keys[rows], group[rows], time[rows]
+    order = None
+    if len(keys) > 1 and not bool((keys[1:] >= keys[:-1]).all()):
+        order = _group_order(group) if bool((time[1:] >= time[:-1]).all()) else None
+        if order is None:
+            order = np.argsort(keys)
+    if order is not None:
+        keys, group = keys[order], group[order]
+        rows = order if rows is None else rows[order]
+    return rows, keys, group
+
+
+def _take_ascending(values: pa.ChunkedArray, positions: np.ndarray) -> pa.ChunkedArray:
+    """``values.take(positions)`` for ascending positions, a chunk at a time (Arrow's take from several chunks
+    first joins them all)."""
+    import numpy as np
+    import pyarrow as pa
+
+    ends = np.cumsum([len(chunk) for chunk in values.chunks], dtype=np.int64)
+    cuts = np.searchsorted(positions, ends, side="left")
+    parts = []
+    start = 0
+    for chunk, end, low, high in zip(values.chunks, ends.tolist(), [0, *cuts[:-1].tolist()], cuts.tolist(),
+                                     strict=True):
+        if high > low:
+            parts.append(chunk.take(pa.array(positions[low:high] - start)))
+        start = end
+    return pa.chunked_array(parts, values.type)
+
+
+def _gather_ids(ids: pa.ChunkedArray, right_row: np.ndarray, pool: Executor | None) -> pa.ChunkedArray:
+    """``_id_strings(ids, right_row)`` (-1: null), a piece at a time (on ``pool``), each piece gathering from the
+    stretch of ``ids`` its rows fall in (Arrow joins the chunks it gathers from; time-ordered tables point each
+    piece into a short stretch), or from all of them joined once when the stretches are long."""
+    import pyarrow as pa
+
+    bounds = []
+    for start in range(0, len(right_row), _SLICE):
+        rows = right_row[start:start + _SLICE]
+        found = rows[rows >= 0]
+        bounds.append((start, int(found.min()), int(found.max()) + 1) if len(found) else (start, 0, 0))
+    whole = ids
+    if sum(hi - lo for _, lo, hi in bounds) > 2 * len(right_row) + _SLICE and ids.num_chunks > 1:
+        if ids.nbytes >= 2**30:  # too big to join up front: one gather, as the reference does
+            return _id_strings(ids, pa.array(right_row, mask=right_row < 0))
+        whole = ids.combine_chunks()
+
+    def gather(start: int, lo: int, hi: int) -> pa.ChunkedArray:
+        rows = right_row[start:start + _SLICE]
+        absent = rows < 0
+        if whole is not ids:
+            return _id_strings(whole, pa.array(rows, mask=absent))
+        return _id_strings(ids.slice(lo, hi - lo), pa.array(rows - lo, mask=absent))
+
+    parts = _together(pool, (partial(gather, *bound) for bound in bounds))
+    return pa.chunked_array([chunk for part in parts for chunk in _chunks(part)], pa.string())
+
+
+def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    import pyarrow as pa
+
+    return values.chunks if isinstance(values, pa.ChunkedArray) else [values]
 
 
 def _pairs(prep: _Prepared, left_ids: pa.ChunkedArray, spec: AlignSpec) -> _Pairs:
@@ -292,23 +904,39 @@ def _micros(table: pa.Table, column: str) -> np.ndarray:
     Nanoseconds are truncated to the microsecond below (floor, also before 1970), never rejected.
     """
     import numpy as np
+
+    values, unit = _time_column(table, column)
+    parts = [_piece_micros(chunk, unit) for chunk in values.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+def _time_column(table: pa.Table, column: str) -> tuple[pa.ChunkedArray, str]:
+    """A timezone-aware timestamp column in microseconds or nanoseconds (seconds and milliseconds are made
+    microseconds), and that unit."""
     import pyarrow as pa
 
-    col = table.column(column)
-    if not pa.types.is_timestamp(col.type) or col.type.tz is None:
-        raise ConfigError(f"column {column!r} is {col.type}, not a timezone-aware timestamp; convert it to UTC "
+    values = table.column(column)
+    if not pa.types.is_timestamp(values.type) or values.type.tz is None:
+        raise ConfigError(f"column {column!r} is {values.type}, not a timezone-aware timestamp; convert it to UTC "
                           "first (naive times are ambiguous)", setting=column)
-    unit = col.type.unit
-    if unit in ("s", "ms"):
-        col = col.cast(pa.timestamp("us", tz="UTC"))  # exact: a multiplication
-    parts = [np.asarray((chunk.fill_null(NULL_TIME) if chunk.null_count else chunk).to_numpy())
-             for chunk in col.cast(pa.int64()).chunks]
-    values = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
-    if unit == "ns":
-        micros = values // 1000
-        micros[values == NULL_TIME] = NULL_TIME
-        return micros
-    return values
+    if values.type.unit in ("s", "ms"):
+        return values.cast(pa.timestamp("us", tz="UTC")), "us"  # exact: a multiplication
+    return values, values.type.unit
+
+
+def _piece_micros(piece: pa.Array, unit: str) -> np.ndarray:
+    """A chunk (or piece of one) of :func:`_time_column` as int64 microseconds (see :func:`_micros`), in place
+    where it can be."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = piece.cast(pa.int64())
+    raw = np.asarray((values.fill_null(NULL_TIME) if values.null_count else values).to_numpy())
+    if unit != "ns":
+        return raw
+    micros = raw // 1000
+    micros[raw == NULL_TIME] = NULL_TIME
+    return micros
 
 
 def _encode_groups(left: pa.Table, right: pa.Table, by: tuple[str, ...]) -> _Groups:
@@ -448,12 +1076,17 @@ def _side(group: np.ndarray, time: np.ndarray, valid: np.ndarray, ids: pa.Chunke
     return _Side(rows=rows, keys=keys, dropped=dropped)
 
 
-def _keys(group: np.ndarray, time: np.ndarray, span: _Span) -> np.ndarray:
+def _check_width(group: np.ndarray, span: _Span) -> None:
+    """Fail clearly when some ``group * span.width`` would not fit in an int64."""
     import numpy as np
 
     if len(group) and int(group.max()) > (np.iinfo(np.int64).max // span.width) - 1:
         raise ConfigError("too many by-keys over too long a time span for one pass; align per key chunk",
                           setting="by")
+
+
+def _keys(group: np.ndarray, time: np.ndarray, span: _Span) -> np.ndarray:
+    _check_width(group, span)
     keys = group * span.width
     keys += time
     keys -= span.origin
@@ -463,20 +1096,30 @@ def _keys(group: np.ndarray, time: np.ndarray, span: _Span) -> np.ndarray:
 def _key_order(keys: np.ndarray, group: np.ndarray, time: np.ndarray) -> np.ndarray | None:
     """Positions that sort ``keys`` (ties in any order); None when they are sorted already."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if len(keys) < 2 or bool((keys[1:] >= keys[:-1]).all()):
         return None
     if bool((time[1:] >= time[:-1]).all()):
-        # in time order already (event logs usually are): a stable sort by group alone completes the key order,
-        # in linear time for few groups: Arrow counts up to a few thousand, numpy sorts 16 bits by radix
-        groups = int(group.max()) + 1
-        if groups <= 4096:
-            return np.asarray(pc.sort_indices(pa.array(group)).to_numpy()).astype(np.int64)
-        if groups <= 2**16:
-            return np.argsort(group.astype(np.uint16), kind="stable")
+        # in time order already (event logs usually are): a stable sort by group alone completes the key order
+        order = _group_order(group)
+        if order is not None:
+            return order if order.flags.writeable else order.copy()  # the caller may reorder ties in place
     return np.argsort(keys)
+
+
+def _group_order(group: np.ndarray) -> np.ndarray | None:
+    """A stable sort by group (non-negative), in linear time for few groups: Arrow counts up to a few thousand,
+    numpy sorts 16 bits by radix; None for more groups."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    groups = int(group.max()) + 1
+    if groups <= 4096:  # uint64 positions, read as int64 in place
+        return np.asarray(pc.sort_indices(pa.array(group)).to_numpy()).view(np.int64)
+    if groups <= 2**16:
+        return np.argsort(group.astype(np.uint16), kind="stable")
+    return None
 
 
 def _order_ties_by_id(keys: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray) -> None:
@@ -496,6 +1139,34 @@ def _order_ties_by_id(keys: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray) 
     runs = pa.table({"key": keys[at], "id": _sortable(pc.take(ids, tied)), "row": tied})
     order = pc.sort_indices(runs, sort_keys=[("key", "ascending"), ("id", "ascending"), ("row", "ascending")])
     rows[at] = tied[np.asarray(order.to_numpy())]
+
+
+def _run_winners(keys: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray) -> np.ndarray:
+    """For rows sorted by ``keys`` (equal keys in any order): per position, the row the rule picks among the rows
+    of its key (the smallest id in its own type, then the smallest position), int32 where the rows fit."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    winner = rows.astype(np.int32 if len(rows) and int(rows.max()) < 2**31 - 1 else np.int64)
+    same = keys[1:] == keys[:-1]
+    if not same.any():
+        return winner
+    in_run = np.zeros(len(keys), dtype=bool)  # rows in a run of two or more equal keys
+    in_run[1:] = same
+    in_run[:-1] |= same
+    del same
+    at = np.flatnonzero(in_run)
+    del in_run
+    tied, tied_keys = rows[at], keys[at]
+    runs = pa.table({"key": tied_keys, "id": _sortable(pc.take(ids, tied)), "row": tied})
+    order = np.asarray(pc.sort_indices(runs, sort_keys=[("key", "ascending"), ("id", "ascending"),
+                                                        ("row", "ascending")]).to_numpy())
+    start = np.empty(len(at), dtype=bool)  # the runs hold the same places before and after the sort
+    start[:1] = True
+    np.not_equal(tied_keys[1:], tied_keys[:-1], out=start[1:])
+    winner[at] = tied[order][start][np.cumsum(start) - 1]
+    return winner
 
 
 # -- pair finding: positions in the sides' order --------------------------------------------------------
@@ -527,7 +1198,18 @@ def _asof_slice(lk: np.ndarray, distinct: np.ndarray, run_start: np.ndarray, wid
                 spec: AlignSpec) -> np.ndarray:
     import numpy as np
 
-    group_start = lk // width * width
+    index, ok = _asof_found(lk, distinct, width, spec)
+    return np.where(ok, run_start[index], -1)
+
+
+def _asof_found(lk: np.ndarray, distinct: np.ndarray, width: int, spec: AlignSpec,
+                group_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted left keys ``lk`` (and the first key of each one's group, if known): (index into the ascending
+    ``distinct`` right keys, clipped to a valid position; whether that is the rule's partner (False: none))."""
+    import numpy as np
+
+    if group_start is None:
+        group_start = lk // width * width
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (index in distinct, found, distance)
     if spec.strategy in ("backward", "nearest"):
         index = np.searchsorted(distinct, lk, side="right" if spec.allow_exact else "left") - 1
@@ -547,7 +1229,7 @@ def _asof_slice(lk: np.ndarray, distinct: np.ndarray, run_start: np.ndarray, wid
         ok |= forward_ok
     if spec.tolerance is not None:
         ok &= distance <= _us(spec.tolerance)
-    return np.where(ok, run_start[np.clip(index, 0, len(distinct) - 1)], -1)
+    return np.clip(index, 0, len(distinct) - 1), ok
 
 
 def _range_pairs(prep: _Prepared, spec: AlignSpec) -> tuple[np.ndarray, np.ndarray]:
