@@ -58,7 +58,8 @@ bench: venv
 	  $(BIN)/python benchmarks/bench_alignment.py || rc=1; \
 	  $(BIN)/python benchmarks/bench_alignment_chunked.py || rc=1; \
 	  $(BIN)/python benchmarks/bench_vectors.py || rc=1; \
-	  $(BIN)/python benchmarks/bench_encoders.py || rc=1; exit $$rc
+	  $(BIN)/python benchmarks/bench_encoders.py || rc=1; \
+	  $(BIN)/python benchmarks/bench_e2e.py || rc=1; exit $$rc
 
 # Re-resolve the lock from pyproject.toml in a scratch venv (needs the package registry).
 lock:

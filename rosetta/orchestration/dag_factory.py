@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, get_current_context, task
+from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task
 
 #: Connectors whose DAGs track DICOM series completeness.
 SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
@@ -64,7 +64,9 @@ TASKS_DOC = """
    view version's Qdrant collection, and updates each version's Asset
    `rosetta://features/<view>/<version>` (through the alias `rosetta-features-<source>`).
 
-Re-running any task or run is safe: nothing is stored or embedded twice.
+Re-running any task or run is safe: nothing is stored or embedded twice.  Trigger with the param
+`retry_failed` to redo only the items that failed last time (see the quarantine ledger:
+`rosetta manifest --quarantine`).
 """
 
 SERIES_DOC = """
@@ -92,7 +94,9 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
         max_active_runs=max_active_runs,
         tags=sorted({"rosetta", "ingest", *(tags or [])}),
         doc_md=f"### {description}\n{TASKS_DOC}{SERIES_DOC if series is not None else ''}",
-        params=params or {},
+        params={**(params or {}), "retry_failed": Param(
+            False, type="boolean", description="Redo only the items that failed last time (quarantined and not "
+            "stored since), after fixing them at the source or in Rosetta; the incremental state does not move.")},
         default_args={
             "owner": owner,
             "retries": retries,
@@ -291,7 +295,7 @@ def model_asset(name: str) -> Asset:
 
 def build_training_dag(name: str, spec: Any, sources_file: Path) -> DAG:
     """``rosetta_train_<name>``: scheduled on the feature Assets of ``spec.after`` (and the ad-hoc image DAG)."""
-    from airflow.sdk import AssetAny, Param
+    from airflow.sdk import AssetAny
 
     aliases = [features_alias(None), *(features_alias(s) for s in spec.after)]
     published = model_asset(name)

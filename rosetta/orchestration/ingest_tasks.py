@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rosetta.orchestration.errors import airflow_errors
+from rosetta.orchestration.metrics import measured
 
 if TYPE_CHECKING:
     from rosetta.pipelines.ingest import IngestPipeline, RunContext
@@ -29,7 +30,8 @@ def run_context(context: Any) -> RunContext:
     window = Window()
     if str(getattr(dag_run, "run_type", "")).lower().endswith("backfill"):
         window = Window(context.get("data_interval_start"), context.get("data_interval_end"))
-    return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time, window=window)
+    retry = bool((context.get("params") or {}).get("retry_failed"))
+    return RunContext(run_id=dag_run.run_id, ingest_time=ingest_time, window=window, retry_failed=retry)
 
 
 def settings_for(source: dict[str, str] | None, params: Any) -> IngestSettings:
@@ -50,7 +52,7 @@ def settings_for(source: dict[str, str] | None, params: Any) -> IngestSettings:
                           "DAG disappear at the next parse", setting="ROSETTA_SOURCES_FILE")
     return ingest_settings(connector=spec.connector, options=deid_options(spec.connector,
                                                                           resolved_options(source["name"], spec)),
-                           batch_size=spec.batch_size, concurrency=spec.concurrency,
+                           batch_size=spec.batch_size, concurrency=spec.concurrency, gates=spec.gates,
                            s3_options=s3_options_from_env_connection())
 
 
@@ -80,12 +82,14 @@ def check(source: dict[str, str] | None, context: Any) -> dict[str, str]:
         return pipeline.check()
 
 
+@measured("plan")
 @airflow_errors
 def plan(source: dict[str, str] | None, context: Any) -> list[dict[str, Any]]:
     with _pipeline(source, context) as pipeline:
         return pipeline.plan(run_context(context))
 
 
+@measured("store_batch")
 @airflow_errors
 def store_batch(source: dict[str, str] | None, batch: dict[str, Any], context: Any) -> dict[str, Any]:
     context["batch_label"] = batch.get("label", f"batch {batch['batch']}")
@@ -93,6 +97,7 @@ def store_batch(source: dict[str, str] | None, batch: dict[str, Any], context: A
         return pipeline.store_batch(run_context(context), batch)
 
 
+@measured("embed_batch")
 @airflow_errors
 def embed_batch(source: dict[str, str] | None, stored: dict[str, Any], context: Any) -> dict[str, Any]:
     context["batch_label"] = f"batch {stored['batch']}: {stored['new_records']} new"
@@ -100,12 +105,14 @@ def embed_batch(source: dict[str, str] | None, stored: dict[str, Any], context: 
         return pipeline.embed_batch(run_context(context), stored)
 
 
+@measured("write_vectors")
 @airflow_errors
 def write_vectors(source: dict[str, str] | None, embedded: Any, context: Any) -> dict[str, Any]:
     with _pipeline(source, context) as pipeline:
         return pipeline.write_vectors(run_context(context), list(embedded))
 
 
+@measured("commit")
 @airflow_errors
 def commit(source: dict[str, str] | None, plans: Any, stored: Any, vectors: dict[str, Any],
            context: Any) -> dict[str, Any]:
@@ -114,6 +121,7 @@ def commit(source: dict[str, str] | None, plans: Any, stored: Any, vectors: dict
                                run_after=getattr(context["dag_run"], "run_after", None))
 
 
+@measured("write_features")
 @airflow_errors
 def write_features(source: dict[str, str] | None, stored: Any, embedded: Any, context: Any) -> dict[str, Any]:
     with _pipeline(source, context) as pipeline:

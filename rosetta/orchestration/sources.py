@@ -25,6 +25,7 @@ from pydantic import Field
 
 from rosetta.core.config import StrictModel, validate_config
 from rosetta.core.errors import ConfigError
+from rosetta.pipelines.settings import GatePolicies
 from rosetta.pipelines.training import ProjectionSpec
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -46,6 +47,7 @@ class SourceSpec(StrictModel):
     batch_size: int = Field(default=64, ge=1)
     concurrency: int = Field(default=8, ge=1, le=64)
     max_active_runs: int = Field(default=1, ge=1)
+    gates: GatePolicies = Field(default_factory=GatePolicies)
 
 
 class AlignSide(StrictModel):

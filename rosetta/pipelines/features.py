@@ -39,9 +39,13 @@ log = logging.getLogger(__name__)
 
 
 def write_run_features(store: ObjectStore, config: FeatureStoreConfig, source: str, run_id: str,
-                       ingest_time: datetime, records_uris: Iterable[str],
-                       embeddings_uris: Iterable[str]) -> dict[str, Any]:
-    """Offline and online values of the run's records for every view of ``source``; what was done per view."""
+                       ingest_time: datetime, records_uris: Iterable[str], embeddings_uris: Iterable[str], *,
+                       embeddings_policy: str = "block") -> dict[str, Any]:
+    """Offline and online values of the run's records for every view of ``source``; what was done per view.
+
+    Each embedding view's values pass the embeddings quality gate first (dimension, finite, unit length;
+    :func:`transforms.quality.gates.embeddings_gate`); ``embeddings_policy`` ``block`` stops before anything of
+    the view is written, ``warn`` records the failure in the result."""
     from feature_store.offline import OfflineStore, join_keys
     from feature_store.registry import Registry
     from schemas.arrow import embedding_schema, record_schema
@@ -69,8 +73,24 @@ def write_run_features(store: ObjectStore, config: FeatureStoreConfig, source: s
                 done[view.versioned_name] = {"offline_rows": 0, "note": f"{view.kind} views are written by their "
                                              "own stage, not by ingestion"}
                 continue
+            entry: dict[str, Any] = {"skipped": skipped}
+            if view.kind == "embedding" and table.num_rows:
+                import pyarrow
+
+                from feature_store.offline import EMBEDDING
+                from rosetta.pipelines.ingest import record_gate
+                from transforms.quality.gates import embeddings_gate
+
+                assert view.dimension is not None
+                gate = embeddings_gate([str(v) for v in table.column(keys[0]).to_pylist()],
+                                       table.column(EMBEDDING).to_pylist(), dimension=view.dimension, policy="warn")
+                entry["gate"] = record_gate(store, source, run_id, f"embeddings/{view.versioned_name}", gate,
+                                            embeddings_policy)
+                fits = [len(v) == view.dimension for v in table.column(EMBEDDING).to_pylist()]
+                skipped["wrong_dimension"] = len(fits) - sum(fits)
+                table = table.filter(pyarrow.array(fits, pyarrow.bool_()))  # warn: only storable vectors go on
             rows = offline.write(view, keys, table, run_id, ingest_time=ingest_time) if table.num_rows else 0
-            entry: dict[str, Any] = {"offline_rows": rows, "skipped": skipped}
+            entry = {"offline_rows": rows, **entry}
             if view.kind == "embedding" and rows:
                 from feature_store.materialize import materialize_entities
                 from feature_store.vector_store.versions import open_view_collections
@@ -130,7 +150,7 @@ def _embedding_table(view: FeatureView, keys: Sequence[str], embeddings: list[di
                     f"+{view.encoder.precision}" if view.encoder.precision else "")
     return pa.table({**{k: pa.array(columns[k], pa.string()) for k in keys},
                      EVENT_TIME: pa.array(columns[EVENT_TIME], pa.timestamp("us", tz="UTC")),
-                     EMBEDDING: pa.array(columns[EMBEDDING], pa.list_(pa.float32(), view.dimension))}), skipped
+                     EMBEDDING: pa.array(columns[EMBEDDING], pa.list_(pa.float32()))}), skipped
 
 
 def _feature_value(name: str, record: dict[str, Any], metadata: dict[str, Any], entity_keys: dict[str, Any],

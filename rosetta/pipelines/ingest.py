@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from transforms.encoders.base import ImageEncoder, TextEncoder
+    from transforms.quality.gates import GateResult
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,15 @@ class RunContext:
 
     ``ingest_time`` is the run's data interval end (UTC), never ``now()``.  A
     ``window`` makes the run a bounded backfill: it lists what the window
-    holds, ignores and does not move the incremental state.
+    holds, ignores and does not move the incremental state.  ``retry_failed``
+    makes it a retry of the source's failed items only (see :meth:`IngestPipeline.plan`),
+    which does not move the state either.
     """
 
     run_id: str
     ingest_time: datetime
     window: Window = field(default_factory=Window)
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ingest_time", ensure_utc(self.ingest_time, name="ingest_time"))
@@ -86,6 +90,11 @@ class RunContext:
     @property
     def backfill(self) -> bool:
         return self.window.bounded
+
+    @property
+    def moves_state(self) -> bool:
+        """Whether committing this run advances the source's incremental state (not backfills, not retries)."""
+        return not self.backfill and not self.retry_failed
 
     def staging(self, *parts: str) -> str:
         return "/".join(("staging", self.key, *parts))
@@ -185,9 +194,39 @@ class IngestPipeline:
             return State()
         return State.from_json(Manifest(self.store).latest_state(self.source, exclude_run_id=run.run_id))
 
+    def failed_items(self) -> dict[str, str]:
+        """Source id -> reason of every item of the source whose latest outcome is a failure: its latest run put it
+        in the quarantine ledger (at any stage), and no later run committed it without quarantining it."""
+        import pyarrow.compute as pc
+
+        ledger = QuarantineLedger(self.store).read()
+        ledger = ledger.filter(pc.equal(ledger.column("source"), self.source))
+        outcomes: dict[str, tuple[Any, str | None]] = {}  # source id -> (when, reason; None: committed fine)
+        failed_in_run = set()
+        for source_id, when, reason, run_id in zip(*(ledger.column(c).to_pylist() for c in (
+                "source_id", "ingest_time", "reason", "run_id")), strict=True):
+            failed_in_run.add((source_id, run_id))
+            if source_id not in outcomes or when >= outcomes[source_id][0]:
+                outcomes[source_id] = (when, reason)
+        records = RecordCatalog(self.store).read(source=self.source)
+        for source_id, when, run_id in zip(*(records.column(c).to_pylist() for c in (
+                "source_id", "ingest_time", "run_id")), strict=True):
+            if source_id in outcomes and (source_id, run_id) not in failed_in_run and when > outcomes[source_id][0]:
+                outcomes[source_id] = (when, None)
+        return {source_id: reason for source_id, (_, reason) in outcomes.items() if reason is not None}
+
     def plan(self, run: RunContext) -> list[dict[str, Any]]:
-        """Split what is new into at most MAX_BATCHES batches; one small JSON file per batch."""
-        items = list(self.connector.list_items(self.state(run), run.window))
+        """Split what is new into at most MAX_BATCHES batches; one small JSON file per batch.
+
+        A ``retry_failed`` run lists the whole source and keeps only the items that failed last time
+        (:meth:`failed_items`): the fix was made at the source or in Rosetta, and only those are redone."""
+        if run.retry_failed:
+            failed = self.failed_items()
+            items = [i for i in self.connector.list_items(State(), Window()) if i.source_id in failed]
+            log.info("retrying %d of %d failed items of %s (the others are gone from the source)", len(items),
+                     len(failed), self.source)
+        else:
+            items = list(self.connector.list_items(self.state(run), run.window))
         size = max(self.settings.batch_size, -(-len(items) // MAX_BATCHES))
         batches = []
         for index, start in enumerate(range(0, len(items), size)):
@@ -210,6 +249,8 @@ class IngestPipeline:
         """
         store, connector = self.store, self.connector
         items = [Item.from_json(d) for d in _read_json(store, batch["plan_uri"])]
+        if run.retry_failed:  # a retried item's objects may be stored already (it failed after): redo it whole
+            known = set()
         if known is None:
             known = Manifest(store).known_versions(self.source, exclude_run_id=run.run_id)
 
@@ -383,8 +424,14 @@ class IngestPipeline:
         quarantine_keys += list(store.list(run.staging("embed-quarantine") + "/"))
         quarantined = _concat(quarantine_schema(), [read_table(store, k, quarantine_schema())
                                                     for k in quarantine_keys])
+        gates: dict[str, Any] = {}
+        if entries.num_rows:
+            from transforms.quality.gates import manifest_gate
+
+            gates["raw_manifest"] = record_gate(store, source, run.key, "raw_manifest", manifest_gate(entries,
+                                                policy="warn"), self.settings.gates.raw_manifest)
         state: dict[str, Any] | None = None
-        if not run.backfill:
+        if run.moves_state:
             before = self.state(run)
             planned = [Item.from_json(d) for plan in plans for d in _read_json(store, plan["plan_uri"])]
             after = before.advance(planned)
@@ -396,7 +443,7 @@ class IngestPipeline:
         summary = {
             "run_id": run.run_id, "source": source, "connector": self.settings.connector,
             "ingest_time": isoformat_z(run.ingest_time), "run_after": isoformat_z(run_after or run.ingest_time),
-            "backfill": run.backfill, "items": sum(b["items"] for b in stored),
+            "backfill": run.backfill, "retry_failed": run.retry_failed, "items": sum(b["items"] for b in stored),
             "new_records": sum(b["new_records"] for b in stored),
             "unchanged_records": sum(b["unchanged"] for b in stored),
             "quarantined": quarantine_rows,
@@ -407,7 +454,7 @@ class IngestPipeline:
             "points_added": vectors.get("points_added", 0),
             "points_total": vectors.get("points_total", 0),
             "object_store": store.root_uri, "vector_store": self.settings.feature_store.vector_store.location,
-            "quarantine_reasons": reasons,
+            "quarantine_reasons": reasons, "gates": gates,
         }
         summary["summary_uri"] = _write_json(store, f"runs/{safe_name(source)}/{run.key}.json", summary)
         log.info("run summary: %s", {k: v for k, v in summary.items() if k != "quarantine_reasons"})
@@ -423,7 +470,8 @@ class IngestPipeline:
 
         return write_run_features(self.store, self.settings.feature_store, self.source, run.key, run.ingest_time,
                                   [b["records_uri"] for b in stored if b.get("new_records")],
-                                  [e["embeddings_uri"] for e in embedded if e and e.get("embeddings_uri")])
+                                  [e["embeddings_uri"] for e in embedded if e and e.get("embeddings_uri")],
+                                  embeddings_policy=self.settings.gates.embeddings)
 
     # -- 8. series completeness (DICOM sources) --------------------------------------------------------
     @property
@@ -463,6 +511,25 @@ class IngestPipeline:
                    "completed_at": isoformat_z(c.completed_at)} for c in completions]
         log.info("%d series of %s complete at %s", len(series), self.source, isoformat_z(run.ingest_time))
         return {"tracked": True, "series": series}
+
+
+def record_gate(store: ObjectStore, source: str, run_key: str, stage: str, gate: GateResult,
+                policy: str) -> dict[str, Any]:
+    """Store a gate's full validation result at ``quality/<source>/<stage>/<run>.json``; apply ``policy``
+    (``block`` raises :class:`~transforms.quality.gates.QualityGateError`); the summary with the result's URI."""
+    from transforms.quality.gates import QualityGateError
+
+    key = f"quality/{safe_name(source)}/{stage}/{run_key}.json"
+    store.write_bytes(key, gate.validation_json.encode(), media_type="application/json")
+    summary = {**gate.summary(), "policy": policy, "result_uri": store.uri_for(key)}
+    if not gate.success:
+        if policy == "block":
+            raise QualityGateError(f"source {source!r}: the {stage} quality gate failed ({', '.join(summary['failed'])}"
+                                   f") on {gate.rows} rows; nothing of this run was committed; the validation result "
+                                   f"is at {summary['result_uri']}; fix the input, or set gates.{stage}: warn")
+        log.warning("source %s: the %s quality gate failed (%s); policy warn: going on; result at %s", source, stage,
+                    ", ".join(summary["failed"]), summary["result_uri"])
+    return summary
 
 
 def _concat(schema: pa.Schema, tables: list[pa.Table]) -> pa.Table:

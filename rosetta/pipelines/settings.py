@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +13,15 @@ from transforms.encoders.config import ImageEncoderConfig, TextEncoderConfig
 
 #: Airflow maps at most 1,024 task instances by default; stay well below it.
 MAX_BATCHES = 512
+
+
+class GatePolicies(StrictModel):
+    """What a failed quality gate of each ingestion stage does: ``block`` stops the run before anything of it
+    is committed (the next run redoes it), ``warn`` records the failure in the run summary and goes on.  Every
+    gate's full Great Expectations result is stored under ``quality/<source>/<stage>/`` either way."""
+
+    raw_manifest: Literal["block", "warn"] = "block"
+    embeddings: Literal["block", "warn"] = "block"
 
 
 class IngestSettings(StrictModel):
@@ -29,6 +38,7 @@ class IngestSettings(StrictModel):
     image_encoder: ImageEncoderConfig = ImageEncoderConfig()
     batch_size: int = Field(default=64, ge=1, le=10_000)
     concurrency: int = Field(default=8, ge=1, le=64)
+    gates: GatePolicies = GatePolicies()
 
 
 def encoder_configs_from_env() -> tuple[TextEncoderConfig, ImageEncoderConfig]:
@@ -52,13 +62,14 @@ def default_source_dir() -> Path:
 
 
 def ingest_settings(*, connector: str = "image_folder", options: dict[str, Any] | None = None,
-                    batch_size: int = 64, concurrency: int = 8,
+                    batch_size: int = 64, concurrency: int = 8, gates: GatePolicies | None = None,
                     s3_options: dict[str, Any] | None = None) -> IngestSettings:
     """Settings from the environment plus the source's connector options."""
     text, image = encoder_configs_from_env()
     return IngestSettings(connector=connector, options=dict(options or {}),
                           feature_store=FeatureStoreConfig.from_env(s3_options=s3_options),
-                          text_encoder=text, image_encoder=image, batch_size=batch_size, concurrency=concurrency)
+                          text_encoder=text, image_encoder=image, batch_size=batch_size, concurrency=concurrency,
+                          gates=gates or GatePolicies())
 
 
 def image_folder_options(*, source_dir: str | Path | None = None, source_name: str = "image_folder",

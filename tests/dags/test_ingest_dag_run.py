@@ -68,6 +68,8 @@ def test_dag_run_ingests_then_second_run_stores_nothing(dag: Any, s3_env: str, s
     summary = _xcom(first, "commit")
     assert (summary["new_records"], summary["objects_written"], summary["points_added"]) == (4, 8, 8)
     assert summary["object_store"] == f"s3://{s3_env}/rosetta"
+    gate = summary["gates"]["raw_manifest"]
+    assert gate["success"] and gate["rows"] == 8 and gate["result_uri"].startswith(f"s3://{s3_env}/rosetta/quality/")
     plan = _xcom(first, "plan")
     assert all(set(b) == {"batch", "plan_uri", "items", "label"} for b in plan)  # URIs and counts only
 

@@ -29,8 +29,9 @@ def _settings(folder: Path, tmp_path: Path, s3_options: dict[str, Any], bucket: 
         batch_size=2, concurrency=4)
 
 
-def _run(settings: IngestSettings, run_id: str, *, stop_before_commit: bool = False) -> dict[str, Any]:
-    run = RunContext(run_id=run_id, ingest_time=datetime(2026, 12, 1, tzinfo=UTC))
+def _run(settings: IngestSettings, run_id: str, *, stop_before_commit: bool = False, retry_failed: bool = False,
+         day: int = 1) -> dict[str, Any]:
+    run = RunContext(run_id=run_id, ingest_time=datetime(2026, 12, day, tzinfo=UTC), retry_failed=retry_failed)
     with IngestPipeline(settings) as pipeline:
         pipeline.check()
         batches = pipeline.plan(run)
@@ -105,6 +106,37 @@ def test_bad_inputs_are_quarantined_with_bytes_kept_and_the_run_goes_on(
     assert kept["broken"] == (small_photo_dir / "broken.jpg").read_bytes()
     assert kept["garbled"] == garbled
     assert kept["silent"] == (small_photo_dir / "silent.png").read_bytes()
+
+
+def test_retry_failed_redoes_only_the_failed_items_after_a_fix(small_photo_dir: Path, tmp_path: Path,
+                                                               s3_options: dict[str, Any], bucket_name: str) -> None:
+    good_jpeg, good_png = (small_photo_dir / "rocket.jpg").read_bytes(), (small_photo_dir / "coffee.png").read_bytes()
+    (small_photo_dir / "broken.jpg").write_bytes(good_jpeg[:2000])  # fails at the store stage
+    (small_photo_dir / "garbled.png").write_bytes(_png_with_garbled_pixels(good_png))  # fails at the embed stage
+    (small_photo_dir / "broken.txt").write_text("a rocket")
+    (small_photo_dir / "garbled.txt").write_text("a coffee")
+    settings = _settings(small_photo_dir, tmp_path, s3_options, bucket_name)
+    first = _run(settings, "run-1")
+    assert (first["new_records"], first["quarantined"]) == (5, 2)
+    with IngestPipeline(settings) as pipeline:
+        assert set(pipeline.failed_items()) == {"broken", "garbled"}
+
+    # fixed at the source without a new modification time: an incremental run does not see it ...
+    for name, data in (("broken.jpg", good_jpeg), ("garbled.png", good_png)):
+        mtime = (small_photo_dir / name).stat().st_mtime_ns
+        (small_photo_dir / name).write_bytes(data)
+        os.utime(small_photo_dir / name, ns=(mtime, mtime))
+    assert _run(settings, "run-2", day=2)["items"] == 0
+    # ... a retry of the failed items does, and only them; the incremental state does not move
+    retry = _run(settings, "run-3", retry_failed=True, day=3)
+    assert (retry["retry_failed"], retry["items"], retry["new_records"], retry["quarantined"]) == (True, 2, 2, 0)
+    assert retry["state"] is None and retry["points_added"] == 4  # image + caption of both
+    with IngestPipeline(settings) as pipeline:
+        assert pipeline.failed_items() == {}
+    assert _run(settings, "run-4", retry_failed=True, day=4)["items"] == 0
+    with FeatureStore(settings.feature_store) as fs:
+        found = fs.get_online_features(["photos/broken", "photos/garbled"])
+        assert all(f is not None and "image" in f.vectors for f in found.values())
 
 
 def _png_with_garbled_pixels(data: bytes) -> bytes:

@@ -40,3 +40,21 @@ def test_too_few_pairs_within_tolerance_block_or_warn_by_policy() -> None:
                                 policy="warn")
     assert not warned.success and warned.summary()["failed"] == ["expect_column_values_to_be_between(abs_offset_s)"]
     assert aligned_pairs_gate(pairs, tolerance=timedelta(seconds=2), min_share_within_tolerance=0.2).success
+
+
+def test_the_raw_manifest_gate_checks_content_addresses_and_sizes() -> None:
+    from transforms.quality.gates import manifest_gate
+
+    sha, other = "ab" * 32, "cd" * 32
+    key = f"objects/sha256/ab/{sha[2:]}"
+    good = pa.table({"source_id": ["a", "b"], "key": [key, key], "uri": [f"s3://b/{key}"] * 2,
+                     "sha256": [sha, sha], "size_bytes": [10, 1]})
+    assert manifest_gate(good).success
+    bad = pa.table({"source_id": ["a", "b"], "key": [key, key], "uri": [f"s3://b/{key}"] * 2,
+                    "sha256": ["not-a-sha", other], "size_bytes": [10, 0]})
+    with pytest.raises(QualityGateError, match="raw_manifest"):
+        manifest_gate(bad)
+    result = manifest_gate(bad, policy="warn")
+    assert not result.success and set(result.summary()["failed"]) == {
+        "expect_column_values_to_match_regex(sha256)", "expect_column_values_to_be_in_set(addressed)",
+        "expect_column_values_to_be_between(size_bytes)"}

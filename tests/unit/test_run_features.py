@@ -86,7 +86,10 @@ def test_a_run_writes_each_view_of_its_source_offline_and_brings_embeddings_onli
     text, meta, device = views["cam_text"], views["cam_meta"], views["device_text"]
     assert set(result) == {text.versioned_name, meta.versioned_name, device.versioned_name}  # not other_text
     assert result[text.versioned_name]["offline_rows"] == 2  # s3 (int8) and s4 (other weights) left out
-    assert result[text.versioned_name]["skipped"] == {"other_encoder": 2, "no_entity_key": 0}
+    assert result[text.versioned_name]["skipped"] == {"other_encoder": 2, "no_entity_key": 0, "wrong_dimension": 0}
+    gate = result[text.versioned_name]["gate"]
+    assert gate["success"] and gate["rows"] == 2 and gate["policy"] == "block"
+    assert json.loads(store.read_bytes(store.key_for(gate["result_uri"])))["success"] is True
     assert result[text.versioned_name]["online_points"] == 2
     assert result[text.versioned_name]["live"].endswith(text.version)
 
@@ -193,3 +196,27 @@ def test_cli_materializes_publishes_and_rolls_back(setup: Any, monkeypatch: pyte
     assert json.loads(capsys.readouterr().out)["live"] == f"cam_text__{old.version}"
     assert main(["features", "search", "cam_text"]) == 2
     assert "give a text query or --image FILE" in capsys.readouterr().err
+
+
+def test_the_embeddings_gate_blocks_broken_vectors_or_records_them_under_warn(setup: Any) -> None:
+    from transforms.quality.gates import QualityGateError
+
+    store, config = setup
+    records, embeddings = _stage(store, "r1", [("s1", 0, [1, 0, 0], _identity()),
+                                               ("s2", 1, [0.5, 0.5, 0], _identity()),  # not unit length
+                                               ("s3", 2, [float("nan"), 0, 0], _identity()),
+                                               ("s4", 3, [1, 0], _identity())])  # 2 of 3 dimensions
+    text = _views(store)["cam_text"]
+    offline = OfflineStore.from_config(config.object_store)
+    with pytest.raises(QualityGateError, match=r"embeddings/cam_text@v\w+ quality gate failed .* nothing of this run"):
+        write_run_features(store, config, "cams", "r1", T0, [records], [embeddings])
+    assert offline.read(text, ["sample_id"]).num_rows == 0
+    assert list(store.list("quality/"))  # the failed result is stored all the same
+
+    result = write_run_features(store, config, "cams", "r1", T0, [records], [embeddings],
+                                embeddings_policy="warn")["views"][text.versioned_name]
+    assert result["gate"]["success"] is False and result["gate"]["policy"] == "warn"
+    assert set(result["gate"]["failed"]) == {"expect_column_values_to_be_between(norm)",
+                                             "expect_column_values_to_be_in_set(finite)",
+                                             "expect_column_values_to_be_between(dimension)"}
+    assert result["skipped"]["wrong_dimension"] == 1 and result["offline_rows"] == 3

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,3 +113,48 @@ def aligned_pairs_gate(table: pa.Table, *, tolerance: timedelta | None, min_shar
         expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(column="offset_s", min_value=-bound,
                                                                           max_value=bound))
     return run_gate(work, "aligned_pairs", expectations, policy=policy)
+
+
+def embeddings_gate(ids: list[str], vectors: Any, *, dimension: int, policy: Policy = "block",
+                    norm_tolerance: float = 1e-3) -> GateResult:
+    """The embedding stage's suite: every vector has ``dimension`` values, all finite (no NaN/inf), and unit
+    length within ``norm_tolerance`` (the encoders L2-normalise; anything else is a broken model or input)."""
+    import great_expectations as gx
+    import numpy as np
+    import pyarrow as pa
+
+    lengths = np.array([len(v) for v in vectors], dtype=np.int64)
+    finite = np.array([bool(np.isfinite(np.asarray(v, dtype=np.float64)).all()) for v in vectors], dtype=bool)
+    norms = np.array([float(np.linalg.norm(np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=0.0,
+                                                         neginf=0.0))) for v in vectors], dtype=np.float64)
+    work = pa.table({"id": pa.array(ids, pa.string()), "dimension": lengths, "finite": finite, "norm": norms})
+    expectations: list[Any] = [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="id"),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="dimension", min_value=dimension, max_value=dimension),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="norm", min_value=1 - norm_tolerance,
+                                                      max_value=1 + norm_tolerance)]
+    return run_gate(work, "embeddings", expectations, policy=policy)
+
+
+def manifest_gate(table: pa.Table, *, policy: Policy = "block") -> GateResult:
+    """The raw stage's suite over a run's manifest entries: every object has a source id, a URI, a 64-hex sha256,
+    is stored under the content address of that sha256 (``objects/sha256/ab/cdef...``), and is not empty."""
+    import great_expectations as gx
+    import pyarrow as pa
+
+    from feature_store.object_store.base import content_key
+
+    shas = table.column("sha256")
+    hex_sha = re.compile(r"^[0-9a-f]{64}$")
+    addressed = [bool(sha and hex_sha.match(sha)) and key == content_key(sha)
+                 for key, sha in zip(table.column("key").to_pylist(), shas.to_pylist(), strict=True)]
+    work = pa.table({"source_id": table.column("source_id"), "uri": table.column("uri"), "sha256": shas,
+                     "size_bytes": table.column("size_bytes"), "addressed": pa.array(addressed, pa.bool_())})
+    expectations: list[Any] = [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="source_id"),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="uri"),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="sha256", regex="^[0-9a-f]{64}$"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="addressed", value_set=[True]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="size_bytes", min_value=1)]
+    return run_gate(work, "raw_manifest", expectations, policy=policy)
