@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv system-deps demo airflow test test-fast lint typecheck bench lock clean
+.PHONY: venv system-deps demo airflow airflow-celery test test-fast lint typecheck bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Rosetta needs Python 3.11 (set PYTHON=python3.11)")'
@@ -35,6 +35,10 @@ demo: venv
 # this machine's PostgreSQL as the metadata DB (database rosetta_airflow, created if missing).
 airflow: venv
 	$(BIN)/rosetta airflow
+
+# The same with the CeleryExecutor: Redis broker on this machine, a worker on the cpu queue and one on the gpu queue.
+airflow-celery: venv
+	$(BIN)/rosetta airflow --executor CeleryExecutor
 
 test: venv system-deps
 	$(BIN)/ruff check .

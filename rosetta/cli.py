@@ -250,8 +250,10 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
     root = project_dir()
     env = {k: v for k, v in local_airflow_env(root).items() if k.startswith("ROSETTA_")}
+    workers = {"cpu": "cpu", "gpu": "gpu"} if args.executor == "CeleryExecutor" else None
     deployment = AirflowDeployment(root / ".airflow-deploy", database_url=args.database_url, port=args.port,
-                                   executor=args.executor, env=env)
+                                   executor=args.executor, env=env, celery_workers=workers,
+                                   broker_url=args.broker_url)
     print(f"starting Airflow ({args.executor}, metadata DB {args.database_url}) ...", flush=True)
     with deployment:
         print(f"Airflow UI and REST API: {deployment.url}  (user admin, password {deployment.password()})")
@@ -351,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(PostgreSQL metadata DB; what make airflow runs)")
     airflow.add_argument("--database-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/rosetta_airflow")
     airflow.add_argument("--port", type=int, default=8080)
-    airflow.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"])
+    airflow.add_argument("--executor", default="LocalExecutor", choices=["LocalExecutor", "CeleryExecutor"],
+                         help="CeleryExecutor also starts two workers here, on the cpu and gpu queues")
+    airflow.add_argument("--broker-url", default="redis://127.0.0.1:6379/0", help="Celery broker (CeleryExecutor)")
     airflow.set_defaults(fn=cmd_airflow)
 
     manifest = sub.add_parser("manifest", help="print manifest rows (or the quarantine ledger) as JSON lines")

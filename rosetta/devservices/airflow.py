@@ -8,8 +8,9 @@ What ``make airflow`` (``rosetta airflow``) runs, and what the deployment tests 
         af.wait_for_run("rosetta_source_demo_photos", run["dag_run_id"])
 
 - metadata DB: the PostgreSQL given (the database is created if missing), migrated with ``airflow db migrate``;
-- executor: ``LocalExecutor`` (one machine), or ``CeleryExecutor`` with a Redis broker for workers on other hosts
-  (see README: *Scaling past one machine*);
+- executor: ``LocalExecutor`` (one machine), or ``CeleryExecutor`` with the Redis broker and workers per queue
+  (``cpu``: everything by default; ``gpu``: encoder and training tasks), which on other hosts run the same
+  ``airflow celery worker --queues ...`` against the same broker and metadata DB;
 - the API server (UI + REST ``/api/v2``) on loopback only; users of Airflow's simple auth manager (``admin``), whose
   generated password is in ``<home>/passwords.json``; a JWT secret generated once under ``<home>``;
 - the Rosetta pools ``gpu`` (encoder tasks) and ``io`` (source and object-store I/O) created with their slots.
@@ -40,6 +41,14 @@ POOLS = {"gpu": (1, "Encoder tasks (models on the accelerator or the CPU): one b
          "io": (4, "Source and object-store I/O tasks")}
 
 
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the workers started here: their name (``ROSETTA_WORKER_NAME``), else the
+    host's name as Airflow's default gives it."""
+    import socket
+
+    return os.environ.get("ROSETTA_WORKER_NAME") or socket.getfqdn()
+
+
 def ensure_postgres_database(url: str) -> None:
     """Create the database of a ``postgresql+psycopg2://user@host:port/db`` URL if it does not exist."""
     import psycopg2
@@ -63,7 +72,11 @@ class AirflowDeployment:
 
     def __init__(self, home: str | os.PathLike[str], *, database_url: str, port: int | None = None,
                  executor: str = "LocalExecutor", env: dict[str, str] | None = None,
-                 dags_folder: Path | None = None, refresh_interval_s: int = 30) -> None:
+                 dags_folder: Path | None = None, refresh_interval_s: int = 30,
+                 celery_workers: dict[str, str] | None = None,
+                 broker_url: str = "redis://127.0.0.1:6379/0") -> None:
+        """``celery_workers`` (CeleryExecutor): worker name -> comma-separated queues, each started as its own
+        ``airflow celery worker`` (on other hosts in production: the same command with the same settings)."""
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port_block(1)
@@ -93,6 +106,16 @@ class AirflowDeployment:
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
             **(env or {}),
         }
+        if executor == "CeleryExecutor":
+            from sqlalchemy.engine import make_url
+
+            backend = make_url(database_url).set(drivername="postgresql")
+            self.env.update({
+                "AIRFLOW__CELERY__BROKER_URL": broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + backend.render_as_string(hide_password=False),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            })
+        self.celery_workers = dict(celery_workers or {}) if executor == "CeleryExecutor" else {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._token: str | None = None
 
@@ -115,10 +138,20 @@ class AirflowDeployment:
         binary = str(Path(sys.executable).with_name("airflow"))
         logs = self.home / "logs"
         logs.mkdir(exist_ok=True)
-        for component in COMPONENTS:
+        commands = {component: [binary, component] for component in COMPONENTS}
+        environments = {component: self.env for component in COMPONENTS}
+        for name, queues in self.celery_workers.items():
+            commands[f"worker-{name}"] = [binary, "celery", "worker", "--queues", queues, "--celery-hostname",
+                                          f"{name}@%h", "--concurrency", "1"]
+            # task instances record the worker's name as their hostname (one host runs both workers here)
+            environments[f"worker-{name}"] = {**self.env, "ROSETTA_WORKER_NAME": name,
+                                              "AIRFLOW__CORE__HOSTNAME_CALLABLE":
+                                                  "rosetta.devservices.airflow.worker_hostname"}
+        for component, command in commands.items():
             with open(logs / f"{component}.log", "ab") as log:
                 self.processes[component] = subprocess.Popen(
-                    [binary, component], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    command, env=environments[component], stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for component, process in self.processes.items():

@@ -21,6 +21,10 @@ SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
 #: ``io`` slot, so a deployment never runs more model batches or downloads at once than its hardware takes.
 GPU_POOL = os.environ.get("ROSETTA_GPU_POOL", "gpu")
 IO_POOL = os.environ.get("ROSETTA_IO_POOL", "io")
+#: The Celery queue of the tasks that run models (embedding, training): only workers on accelerator hosts listen to
+#: it.  Every other task takes the default queue (``[operators] default_queue``, ``cpu`` in airflow.cfg).  The
+#: LocalExecutor ignores queues.
+GPU_QUEUE = os.environ.get("ROSETTA_GPU_QUEUE", "gpu")
 
 
 def records_asset(source_name: str) -> Asset:
@@ -124,7 +128,7 @@ def build_ingest_dag(dag_id: str, *, source: dict[str, str] | None, description:
 
             return ingest_tasks.store_batch(source, batch, get_current_context())
 
-        @task(map_index_template="{{ batch_label }}", pool=GPU_POOL)
+        @task(map_index_template="{{ batch_label }}", pool=GPU_POOL, queue=GPU_QUEUE)
         def embed_batch(stored: dict[str, Any]) -> dict[str, Any]:
             from rosetta.orchestration import ingest_tasks
 
@@ -317,7 +321,7 @@ def build_training_dag(name: str, spec: Any, sources_file: Path) -> DAG:
                       "retry_exponential_backoff": True},
     ) as dag:
 
-        @task(outlets=[published])
+        @task(outlets=[published], queue=GPU_QUEUE)
         def train() -> dict[str, Any]:
             from rosetta.orchestration import ingest_tasks
 
