@@ -74,9 +74,11 @@ class AirflowDeployment:
                  executor: str = "LocalExecutor", env: dict[str, str] | None = None,
                  dags_folder: Path | None = None, refresh_interval_s: int = 30,
                  celery_workers: dict[str, str] | None = None,
-                 broker_url: str = "redis://127.0.0.1:6379/0") -> None:
+                 broker_url: str = "redis://127.0.0.1:6379/0", all_admins: bool = False) -> None:
         """``celery_workers`` (CeleryExecutor): worker name -> comma-separated queues, each started as its own
-        ``airflow celery worker`` (on other hosts in production: the same command with the same settings)."""
+        ``airflow celery worker`` (on other hosts in production: the same command with the same settings).
+        ``all_admins``: no login (Airflow's simple auth manager treats everyone as admin): for a throw-away
+        deployment on loopback only, such as a browser test."""
         self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port_block(1)
@@ -106,6 +108,9 @@ class AirflowDeployment:
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
             **(env or {}),
         }
+        self.all_admins = all_admins
+        if all_admins:
+            self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
         if executor == "CeleryExecutor":
             from sqlalchemy.engine import make_url
 
@@ -191,6 +196,9 @@ class AirflowDeployment:
 
     def token(self) -> str:
         """A JWT for the REST API (``POST /auth/token`` with the admin user)."""
+        if self._token is None and self.all_admins:
+            with urllib.request.urlopen(f"{self.url}/auth/token", timeout=30) as response:
+                self._token = str(json.loads(response.read())["access_token"])
         if self._token is None:
             body = json.dumps({"username": "admin", "password": self.password()}).encode()
             request = urllib.request.Request(f"{self.url}/auth/token", data=body, method="POST",
