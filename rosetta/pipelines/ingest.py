@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 STAGE_STORE = "store"
 STAGE_EMBED = "embed"
+DICOM_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
 IMAGE_ROLE = "image"
 
 
@@ -430,6 +431,11 @@ class IngestPipeline:
 
             gates["raw_manifest"] = record_gate(store, source, run.key, "raw_manifest", manifest_gate(entries,
                                                 policy="warn"), self.settings.gates.raw_manifest)
+        if records.num_rows and self.settings.connector in DICOM_CONNECTORS:
+            from transforms.quality.gates import dicom_metadata_gate
+
+            gates["dicom_metadata"] = record_gate(store, source, run.key, "dicom_metadata", dicom_metadata_gate(
+                records, policy="warn"), self.settings.gates.dicom_metadata)
         state: dict[str, Any] | None = None
         if run.moves_state:
             before = self.state(run)

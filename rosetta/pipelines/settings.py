@@ -18,9 +18,12 @@ MAX_BATCHES = 512
 class GatePolicies(StrictModel):
     """What a failed quality gate of each ingestion stage does: ``block`` stops the run before anything of it
     is committed (the next run redoes it), ``warn`` records the failure in the run summary and goes on.  Every
-    gate's full Great Expectations result is stored under ``quality/<source>/<stage>/`` either way."""
+    gate's full Great Expectations result is stored under ``quality/<source>/<stage>/`` either way.  The DICOM
+    metadata gate warns by default: real archives hold instances without a series UID or modality, which are
+    still worth keeping; set it to ``block`` where every instance must be complete."""
 
     raw_manifest: Literal["block", "warn"] = "block"
+    dicom_metadata: Literal["block", "warn"] = "warn"  # archives hold odd instances; block where yours must not
     embeddings: Literal["block", "warn"] = "block"
 
 

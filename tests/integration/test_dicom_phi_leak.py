@@ -184,6 +184,9 @@ def test_no_identifier_of_the_corpus_reaches_storage_qdrant_or_logs(tmp_path: Pa
     assert from_files["new_records"] > 80 and from_files["quarantined"] > 10  # broken files are quarantined
     assert from_pacs["new_records"] > 80 and from_pacs["points_written"] > 40
     assert from_files["series"]["tracked"]
+    gate = from_files["gates"]["dicom_metadata"]  # pydicom's corpus holds instances without series UID or modality
+    assert (gate["success"], gate["policy"], gate["rows"]) == (False, "warn", from_files["new_records"])
+    assert from_files["gates"]["raw_manifest"]["success"] and "dicom_metadata" in from_pacs["gates"]
 
     settings = _settings(tmp_path, "dicom_files", {"root": str(folder), "source": "corpus_files"})
     store_root = tmp_path / "store"

@@ -58,3 +58,22 @@ def test_the_raw_manifest_gate_checks_content_addresses_and_sizes() -> None:
     assert not result.success and set(result.summary()["failed"]) == {
         "expect_column_values_to_match_regex(sha256)", "expect_column_values_to_be_in_set(addressed)",
         "expect_column_values_to_be_between(size_bytes)"}
+
+
+def test_the_dicom_metadata_gate_wants_uids_modality_and_frames() -> None:
+    from transforms.quality.gates import dicom_metadata_gate
+
+    def record(keys: dict[str, str], **metadata: object) -> dict[str, str]:
+        return {"source_id": "x", "keys": json.dumps(keys), "metadata": json.dumps(metadata)}
+
+    uids = {"study_uid": "2.25.1", "series_uid": "2.25.2", "sop_uid": "2.25.3"}
+    good = pa.Table.from_pylist([record(uids, modality="CT", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", frames=1)])
+    assert dicom_metadata_gate(good).success
+    bad = pa.Table.from_pylist([record({"study_uid": "2.25.1"}, modality="", sop_class_uid="1.2.x", frames=0)])
+    result = dicom_metadata_gate(bad, policy="warn")
+    assert not result.success and set(result.summary()["failed"]) == {
+        "expect_column_values_to_not_be_null(series_uid)", "expect_column_values_to_not_be_null(sop_uid)",
+        "expect_column_values_to_not_be_null(modality)", "expect_column_values_to_match_regex(sop_class_uid)",
+        "expect_column_values_to_be_between(frames)"}
+    with pytest.raises(QualityGateError, match="dicom_metadata"):
+        dicom_metadata_gate(bad)

@@ -88,7 +88,7 @@ def run_gate(table: pa.Table, suite_name: str, expectations: list[Any], *, polic
     if not gate.success and policy == "block":
         failed = ", ".join(f"{o.expectation}({o.column}): {o.observed}" for o in outcomes if not o.success)
         raise QualityGateError(f"quality gate {suite_name!r} failed on {table.num_rows} rows: {failed}; fix the "
-                               "inputs or the alignment settings, or set the gate's policy to 'warn'")
+                               "inputs (or the stage's settings), or set the gate's policy to 'warn'")
     return gate
 
 
@@ -158,3 +158,33 @@ def manifest_gate(table: pa.Table, *, policy: Policy = "block") -> GateResult:
         gx.expectations.ExpectColumnValuesToBeInSet(column="addressed", value_set=[True]),
         gx.expectations.ExpectColumnValuesToBeBetween(column="size_bytes", min_value=1)]
     return run_gate(work, "raw_manifest", expectations, policy=policy)
+
+
+def dicom_metadata_gate(records: pa.Table, *, policy: Policy = "block") -> GateResult:
+    """The DICOM suite over a run's records (``connectors/dicom_records.py``): every record has its study, series
+    and instance UIDs (de-identified ones when de-identification is on), a modality, a well-formed SOP class UID,
+    and at least one frame."""
+    import great_expectations as gx
+    import pyarrow as pa
+
+    rows: dict[str, list[Any]] = {"source_id": [], "study_uid": [], "series_uid": [], "sop_uid": [], "modality": [],
+                                  "sop_class_uid": [], "frames": []}
+    for source_id, keys_json, metadata_json in zip(*(records.column(c).to_pylist()
+                                                     for c in ("source_id", "keys", "metadata")), strict=True):
+        keys, metadata = json.loads(keys_json), json.loads(metadata_json)
+        rows["source_id"].append(source_id)
+        for key in ("study_uid", "series_uid", "sop_uid"):
+            rows[key].append(keys.get(key))
+        rows["modality"].append(metadata.get("modality") or None)
+        rows["sop_class_uid"].append(metadata.get("sop_class_uid") or None)
+        rows["frames"].append(metadata.get("frames"))
+    work = pa.table({"source_id": pa.array(rows["source_id"], pa.string()),
+                     **{k: pa.array(rows[k], pa.string()) for k in ("study_uid", "series_uid", "sop_uid", "modality",
+                                                                    "sop_class_uid")},
+                     "frames": pa.array(rows["frames"], pa.int64())})
+    expectations: list[Any] = [gx.expectations.ExpectColumnValuesToNotBeNull(column=c)
+                               for c in ("study_uid", "series_uid", "sop_uid", "modality", "sop_class_uid")]
+    expectations += [
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="sop_class_uid", regex=r"^[0-9]+(?:\.[0-9]+)*$"),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="frames", min_value=1)]
+    return run_gate(work, "dicom_metadata", expectations, policy=policy)
