@@ -148,13 +148,14 @@ class FeatureStore:
         return self.collections.get(self.live_view(view), list(keys))
 
     def search_view(self, view: str, query: Any, *, limit: int = 10, filters: dict[str, Any] | None = None,
-                    ef: int | None = None) -> list[StoredPoint]:
+                    ef: int | None = None, exact: bool = False) -> list[StoredPoint]:
         """The ``limit`` entities of ``view`` nearest to ``query`` (cosine), best first, from the live version.
 
         ``query``: a vector of the view's dimension, or content of the view's modality (a text for a text
         view; an image - PIL image or encoded bytes - for an image view), embedded by the encoder that built
         the live version (its weights checked by sha256).  ``filters``: payload field -> value or list of
-        values (``source``, ``modality``, entity keys).  ``ef``: the HNSW search beam.
+        values (``source``, ``modality``, entity keys).  ``ef``: the HNSW search beam; ``exact``: compare with
+        every point the filters select (exact; for selective filters).
         """
         import numpy as np
 
@@ -171,7 +172,7 @@ class FeatureStore:
         if vector.shape[0] != target.dimension:
             raise ConfigError(f"a {vector.shape[0]}-dimensional query for feature view {view!r}, whose live version "
                               f"has {target.dimension} dimensions", setting="query")
-        return self.collections.search(target, vector.tolist(), limit=limit, must=filters, ef=ef)
+        return self.collections.search(target, vector.tolist(), limit=limit, must=filters, ef=ef, exact=exact)
 
     def _view_encoder(self, view: FeatureView) -> TextEncoder | ImageEncoder:
         from transforms.encoders.config import load_view_encoder

@@ -153,9 +153,11 @@ class ViewCollections(ABC):
 
     @abstractmethod
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
+               must: dict[str, Any] | None = None, ef: int | None = None, exact: bool = False) -> list[StoredPoint]:
         """Nearest entities through the live alias, filtered by payload fields (value or list of values).
-        ``ef``: the HNSW search beam (higher: better recall, slower; default the engine's)."""
+        ``ef``: the HNSW search beam (higher: better recall, slower; default the engine's); ``exact``: compare
+        with every point the filter selects (through the payload index) instead: exact results, a time that
+        grows with the filter's selection - the choice for selective filters where HNSW recall suffers."""
 
 
 class ClientViewCollections(ViewCollections):
@@ -259,13 +261,15 @@ class ClientViewCollections(ViewCollections):
         return _by_key(keys, records)
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
+               must: dict[str, Any] | None = None, ef: int | None = None, exact: bool = False) -> list[StoredPoint]:
         from qdrant_client import models
 
         assert view.modality is not None
+        local = self.store.config.url is None  # local mode always searches exactly and takes no search params
+        params = models.SearchParams(hnsw_ef=ef, exact=exact) if (ef or exact) and not local else None
         response = self.client.query_points(view.name, query=list(vector), using=view.modality,
                                             query_filter=_filter(must), limit=limit, with_payload=True,
-                                            search_params=models.SearchParams(hnsw_ef=ef) if ef else None)
+                                            search_params=params)
         return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
                 for p in response.points]
 
@@ -378,7 +382,7 @@ class EdgeViewCollections(ViewCollections):
         return _by_key(keys, records)
 
     def search(self, view: FeatureView, vector: Sequence[float], *, limit: int = 10,
-               must: dict[str, Any] | None = None, ef: int | None = None) -> list[StoredPoint]:
+               must: dict[str, Any] | None = None, ef: int | None = None, exact: bool = False) -> list[StoredPoint]:
         import qdrant_edge as edge
 
         assert view.modality is not None
@@ -389,6 +393,6 @@ class EdgeViewCollections(ViewCollections):
         request = edge.QueryRequest(limit=limit, query=edge.Query.Nearest([float(x) for x in vector],
                                                                           using=view.modality),
                                     with_payload=True, filter=edge.Filter(must=conditions) if conditions else None,
-                                    params=edge.SearchParams(hnsw_ef=ef) if ef else None)
+                                    params=edge.SearchParams(hnsw_ef=ef, exact=exact) if ef or exact else None)
         return [StoredPoint(point_id=str(p.id), vectors={}, payload=dict(p.payload or {}), score=float(p.score))
                 for p in self._live_shard(view).query(request)]

@@ -56,6 +56,9 @@ def test_a_new_version_is_built_beside_the_live_one_and_swapped_in(views: ViewCo
     assert views.get(green, ["nope"])["nope"] is None
     filtered = views.search(green, [0.0, 1.0, 0.0], limit=10, must={"source": "a"})
     assert sorted(p.payload["key"] for p in filtered) == ["s1", "s3", "s5"]
+    exact = views.search(green, [0.0, 1.0, 0.0], limit=2, must={"source": "a"}, exact=True)
+    assert [p.payload["key"] for p in exact] == [p.payload["key"] for p in filtered[:2]]
+    assert [p.score for p in exact] == pytest.approx([p.score for p in filtered[:2]], abs=1e-3)
     assert views.versions("text_emb") == sorted([collection_name(blue), collection_name(green)])
 
     with pytest.raises(ConfigError, match="live version"):
