@@ -41,7 +41,7 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 PARSE_CODE = """
 import json, os, sys, time
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({"errors": {k: str(v)[:300] for k, v in bag.import_errors.items()},
                   "files": [{"file": os.path.basename(s.file), "seconds": s.duration.total_seconds()
                              if hasattr(s.duration, "total_seconds") else float(s.duration), "dags": s.dag_num,
