@@ -61,7 +61,8 @@ bench: venv
 	  $(BIN)/python benchmarks/bench_dicom.py || rc=1; \
 	  $(BIN)/python benchmarks/bench_alignment.py || rc=1; \
 	  $(BIN)/python benchmarks/bench_alignment_chunked.py || rc=1; \
-	  $(BIN)/python benchmarks/bench_vectors.py || rc=1; \
+	  $(BIN)/python benchmarks/bench_vectors.py --no-index || rc=1; \
+	  $(BIN)/python benchmarks/bench_vectors.py --points 200000 || rc=1; \
 	  $(BIN)/python benchmarks/bench_encoders.py || rc=1; \
 	  $(BIN)/python benchmarks/bench_e2e.py || rc=1; exit $$rc
 
