@@ -521,13 +521,17 @@ class IngestPipeline:
 
 def record_gate(store: ObjectStore, source: str, run_key: str, stage: str, gate: GateResult,
                 policy: str) -> dict[str, Any]:
-    """Store a gate's full validation result at ``quality/<source>/<stage>/<run>.json``; apply ``policy``
+    """Store a gate's full validation result at ``quality/<source>/<stage>/<run>.json`` and a readable report
+    beside it (``.html``); apply ``policy``
     (``block`` raises :class:`~transforms.quality.gates.QualityGateError`); the summary with the result's URI."""
     from transforms.quality.gates import QualityGateError
 
     key = f"quality/{safe_name(source)}/{stage}/{run_key}.json"
     store.write_bytes(key, gate.validation_json.encode(), media_type="application/json")
-    summary = {**gate.summary(), "policy": policy, "result_uri": store.uri_for(key)}
+    report = key.removesuffix(".json") + ".html"
+    store.write_bytes(report, gate.html(f"{source}: {stage}, run {run_key}").encode(), media_type="text/html")
+    summary = {**gate.summary(), "policy": policy, "result_uri": store.uri_for(key),
+               "report_uri": store.uri_for(report)}
     if not gate.success:
         if policy == "block":
             raise QualityGateError(f"source {source!r}: the {stage} quality gate failed ({', '.join(summary['failed'])}"

@@ -70,6 +70,7 @@ def test_dag_run_ingests_then_second_run_stores_nothing(dag: Any, s3_env: str, s
     assert summary["object_store"] == f"s3://{s3_env}/rosetta"
     gate = summary["gates"]["raw_manifest"]
     assert gate["success"] and gate["rows"] == 8 and gate["result_uri"].startswith(f"s3://{s3_env}/rosetta/quality/")
+    assert gate["report_uri"] == gate["result_uri"].removesuffix(".json") + ".html"
     plan = _xcom(first, "plan")
     assert all(set(b) == {"batch", "plan_uri", "items", "label"} for b in plan)  # URIs and counts only
 

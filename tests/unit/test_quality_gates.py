@@ -77,3 +77,13 @@ def test_the_dicom_metadata_gate_wants_uids_modality_and_frames() -> None:
         "expect_column_values_to_be_between(frames)"}
     with pytest.raises(QualityGateError, match="dicom_metadata"):
         dicom_metadata_gate(bad)
+
+
+def test_a_gate_renders_a_readable_report() -> None:
+    from transforms.quality.gates import manifest_gate
+
+    bad = pa.table({"source_id": ["a"], "key": ["objects/x"], "uri": ["s3://b/objects/x"], "sha256": ["nope"],
+                    "size_bytes": [0]})
+    page = manifest_gate(bad, policy="warn").html("cams <1>: raw_manifest")
+    assert "<h1>cams &lt;1&gt;: raw_manifest</h1>" in page and "FAILED (policy warn)" in page
+    assert page.count("<tr class=bad>") == 3 and page.count("<tr class=ok>") == 2

@@ -55,6 +55,22 @@ class GateResult:
         return {"suite": self.suite, "success": self.success, "policy": self.policy, "rows": self.rows,
                 "failed": [f"{o.expectation}({o.column})" for o in self.outcomes if not o.success]}
 
+    def html(self, title: str) -> str:
+        """A small self-contained HTML report of the outcome (stored beside the full JSON result)."""
+        from html import escape
+
+        rows = "".join(
+            f"<tr class={'ok' if o.success else 'bad'}><td>{'passed' if o.success else 'FAILED'}</td>"
+            f"<td>{escape(o.expectation)}</td><td>{escape(o.column or '')}</td>"
+            f"<td><code>{escape(json.dumps(o.observed, default=str))}</code></td></tr>" for o in self.outcomes)
+        verdict = "passed" if self.success else f"FAILED (policy {self.policy})"
+        return (f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title>"
+                "<style>body{font-family:sans-serif}td{padding:4px 8px;border-bottom:1px solid #ddd}"
+                ".bad{background:#fde2e1}.ok{background:#e6f4ea}"
+                f"</style><h1>{escape(title)}</h1><p>Suite <b>{escape(self.suite)}</b> on {self.rows:,} rows: "
+                f"<b>{verdict}</b></p><table><tr><th>outcome</th><th>expectation</th><th>column</th>"
+                f"<th>observed</th></tr>{rows}</table>")
+
 
 def run_gate(table: pa.Table, suite_name: str, expectations: list[Any], *, policy: Policy = "block") -> GateResult:
     """Validate ``table`` against ``expectations`` (GX expectation objects); apply ``policy`` on failure."""
