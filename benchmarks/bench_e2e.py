@@ -92,11 +92,9 @@ def run_figures(airflow: Any, dag_id: str, run: dict[str, Any]) -> dict[str, Any
 
 
 def main() -> int:
-    import psycopg2
-
     from feature_store import FeatureStore
     from feature_store.config import FeatureStoreConfig
-    from rosetta.devservices.airflow import AirflowDeployment
+    from rosetta.devservices.airflow import AirflowDeployment, drop_postgres_database
     from rosetta.samples import write_sample_folder
     from schemas.features import load_definitions
 
@@ -152,11 +150,7 @@ def main() -> int:
                          "feature_views", "model_uri")}
             figures["asset_trigger_delay_s"] = round(_seconds(ingest["end_date"], training["start_date"]), 2)
     finally:
-        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.close()
+        drop_postgres_database(f"{POSTGRES}/{database}")
 
     for name in ("ingest", "training"):
         f = figures[name]

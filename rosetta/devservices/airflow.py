@@ -67,6 +67,22 @@ def ensure_postgres_database(url: str) -> None:
         connection.close()
 
 
+def drop_postgres_database(url: str) -> None:
+    """Drop the database of a ``postgresql+psycopg2://user@host:port/db`` URL (and end its sessions)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    connection = psycopg2.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                  password=parsed.password, dbname="postgres")
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        connection.close()
+
+
 class AirflowDeployment:
     """Airflow's four services on loopback with a PostgreSQL metadata DB (see the module docstring)."""
 

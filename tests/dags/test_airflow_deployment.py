@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.dags.helpers import apply_cam_views
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.slow]
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -58,12 +60,9 @@ def statsd() -> Any:
 
 @pytest.fixture
 def deployment(tmp_path: Path, photo_dir: Path, statsd: StatsdListener) -> Any:
-    import psycopg2
-
     from feature_store import FeatureStore
     from feature_store.config import FeatureStoreConfig
-    from rosetta.devservices.airflow import AirflowDeployment
-    from schemas.features import FeatureDefinitions
+    from rosetta.devservices.airflow import AirflowDeployment, drop_postgres_database
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  cams:\n    connector: image_folder\n    options: {root: '${TEST_PHOTO_DIR}'}\n"
@@ -77,14 +76,7 @@ def deployment(tmp_path: Path, photo_dir: Path, statsd: StatsdListener) -> Any:
     store = FeatureStoreConfig.model_validate({"object_store": {"kind": "local", "root": tmp_path / "store"},
                                                "vector_store": {"path": tmp_path / "qdrant"}})
     with FeatureStore(store) as fs:
-        fs.registry.apply(FeatureDefinitions.model_validate({
-            "entities": [{"name": "sample", "join_keys": ["sample_id"]}],
-            "feature_views": [
-                {"name": "cam_captions", "entities": ["sample"], "kind": "embedding", "source": "cams",
-                 "modality": "text", "dimension": 384, "encoder": {"kind": "hf-mean-pool", "name": "all-MiniLM-L6-v2"}},
-                {"name": "cam_images", "entities": ["sample"], "kind": "embedding", "source": "cams",
-                 "modality": "image", "dimension": 1280,
-                 "encoder": {"kind": "efficientnet-lite0", "name": "efficientnet-lite0"}}]}))
+        apply_cam_views(fs)
     database = f"rosetta_airflow_test_{secrets.token_hex(4)}"
     airflow = AirflowDeployment(tmp_path / "airflow", database_url=f"{POSTGRES}/{database}", env=env,
                                 refresh_interval_s=5)
@@ -92,11 +84,7 @@ def deployment(tmp_path: Path, photo_dir: Path, statsd: StatsdListener) -> Any:
         with airflow:
             yield airflow
     finally:
-        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.close()
+        drop_postgres_database(f"{POSTGRES}/{database}")
 
 
 def test_rest_triggered_ingestion_starts_the_asset_scheduled_training(deployment: Any, tmp_path: Path,

@@ -25,9 +25,7 @@ def _chromium() -> str:
 
 
 def test_the_ui_lists_the_dags(tmp_path: Path) -> None:
-    import psycopg2
-
-    from rosetta.devservices.airflow import AirflowDeployment
+    from rosetta.devservices.airflow import AirflowDeployment, drop_postgres_database
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  line_cams:\n    connector: image_folder\n    options: {root: /nonexistent}\n")
@@ -44,11 +42,7 @@ def test_the_ui_lists_the_dags(tmp_path: Path) -> None:
             shot = subprocess.run([*browser, f"--screenshot={tmp_path / 'dags.png'}", f"{airflow.url}/dags"],
                                   capture_output=True, text=True, timeout=180)
     finally:
-        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.close()
+        drop_postgres_database(f"{POSTGRES}/{database}")
     assert page.returncode == 0, page.stderr[-2000:]
     assert "rosetta_source_line_cams" in page.stdout and "rosetta_ingest_images" in page.stdout, page.stdout[-3000:]
     assert shot.returncode == 0 and (tmp_path / "dags.png").stat().st_size > 10_000

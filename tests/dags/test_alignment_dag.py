@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.dags.test_dicom_series_dag import _asset_events
+from tests.dags.helpers import asset_events
 from tests.dags.test_ingest_dag_run import REPO, _task_states, _xcom
 from tests.fixtures_clinical import oru
 
@@ -70,7 +70,7 @@ def test_dicom_images_pair_with_reports_incrementally_behind_the_gate(airflow_db
     published = _xcom(first, "publish")
     assert (published["pairs"], published["new_left"], published["new_right"]) == (1, 1, 1)
     assert published["gate"]["success"] and Path(published["gate_uri"].removeprefix("file://")).is_file()
-    [event] = _asset_events("rosetta://aligned/ct_reports")
+    [event] = asset_events("rosetta://aligned/ct_reports")
     assert event.extra["pairs"] == 1
 
     # a later report of the same patient: incremental, and the earlier pair stays the nearest-after one

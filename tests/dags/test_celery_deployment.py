@@ -17,10 +17,9 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 def test_encoder_tasks_run_on_the_gpu_queue_worker_and_the_rest_on_the_cpu_worker(tmp_path: Path,
                                                                                   photo_dir: Path) -> None:
-    import psycopg2
     import redis
 
-    from rosetta.devservices.airflow import AirflowDeployment
+    from rosetta.devservices.airflow import AirflowDeployment, drop_postgres_database
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  cams:\n    connector: image_folder\n    options: {root: '${TEST_PHOTO_DIR}'}\n"
@@ -43,11 +42,7 @@ def test_encoder_tasks_run_on_the_gpu_queue_worker_and_the_rest_on_the_cpu_worke
             airflow.wait_for_run("rosetta_source_cams", run["dag_run_id"], timeout_s=600)
             tasks = airflow.task_instances("rosetta_source_cams", run["dag_run_id"])
     finally:
-        connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection.close()
+        drop_postgres_database(f"{POSTGRES}/{database}")
         redis.Redis(host="127.0.0.1", port=6379, db=redis_db).flushdb()
     by_task: dict[str, set[tuple[str, str]]] = {}
     for t in tasks:

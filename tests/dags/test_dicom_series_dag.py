@@ -11,21 +11,12 @@ from typing import Any
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.dags.helpers import asset_events
 from tests.dags.test_ingest_dag_run import REPO, _task_states, _xcom
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.slow]
 
 
-def _asset_events(uri: str) -> list[Any]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        events = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                                 .where(AssetModel.uri == uri)).all()
-        session.expunge_all()
-        return list(events)
 
 
 def test_series_complete_once_and_the_series_dag_runs_per_series(airflow_db: None, monkeypatch: pytest.MonkeyPatch,
@@ -54,12 +45,12 @@ def test_series_complete_once_and_the_series_dag_runs_per_series(airflow_db: Non
     assert str(first.state) == "success", _task_states(first)
     completed = _xcom(first, "complete_series")["series"]
     assert len(completed) == 3 and {s["reason"] for s in completed} == {"quiet-period"}
-    [event] = _asset_events(uri)
+    [event] = asset_events(uri)
     assert [s["series_uid"] for s in event.extra["series"]] == [s["series_uid"] for s in completed]
 
     second = dag.test()  # nothing new: no completion, the task is skipped, no second event
     assert _task_states(second)["complete_series"] == ["skipped"]
-    assert len(_asset_events(uri)) == 1
+    assert len(asset_events(uri)) == 1
 
     # The series DAG as the scheduler runs it: the triggering events in, one mapped task per series.
     class Context(dict[str, Any]):

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.dags.helpers import asset_events
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,17 +150,7 @@ def test_a_dag_generated_from_sources_yaml_runs(airflow_db: None, monkeypatch: p
         hits = fs.search_view("cam_captions", "a rocket on the launch pad", limit=1)
         assert hits[0].payload["sample_id"] == "line_cams/rocket"
         assert fs.offline.read(meta, ["sample_id"]).num_rows == 4
-    events = _asset_events(f"rosetta://features/cam_captions/{captions.version}")
+    events = asset_events(f"rosetta://features/cam_captions/{captions.version}")
     assert [e.extra["offline_rows"] for e in events] == [4]
 
 
-def _asset_events(uri: str) -> list[Any]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        events = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                                 .where(AssetModel.uri == uri)).all()
-        session.expunge_all()
-        return list(events)

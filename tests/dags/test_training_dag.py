@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.dags.helpers import apply_cam_views
+
 pytestmark = [pytest.mark.dags, pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +26,6 @@ def test_training_dag_trains_from_the_features_the_ingestion_dag_wrote(airflow_d
 
     from feature_store import FeatureStore
     from feature_store.config import FeatureStoreConfig
-    from schemas.features import FeatureDefinitions
 
     sources = tmp_path / "sources.yaml"
     sources.write_text("sources:\n  cams:\n    connector: image_folder\n    options: {root: '${TEST_PHOTO_DIR}'}\n"
@@ -35,14 +36,7 @@ def test_training_dag_trains_from_the_features_the_ingestion_dag_wrote(airflow_d
     monkeypatch.setenv("ROSETTA_OBJECT_STORE_URL", str(tmp_path / "store"))
     monkeypatch.setenv("ROSETTA_QDRANT_PATH", str(tmp_path / "qdrant"))
     with FeatureStore(FeatureStoreConfig.from_env()) as fs:
-        fs.registry.apply(FeatureDefinitions.model_validate({
-            "entities": [{"name": "sample", "join_keys": ["sample_id"]}],
-            "feature_views": [
-                {"name": "cam_captions", "entities": ["sample"], "kind": "embedding", "source": "cams",
-                 "modality": "text", "dimension": 384, "encoder": {"kind": "hf-mean-pool", "name": "all-MiniLM-L6-v2"}},
-                {"name": "cam_images", "entities": ["sample"], "kind": "embedding", "source": "cams",
-                 "modality": "image", "dimension": 1280,
-                 "encoder": {"kind": "efficientnet-lite0", "name": "efficientnet-lite0"}}]}))
+        apply_cam_views(fs)
     bag = DagBag(dag_folder=str(REPO / "dags" / "sources.py"))
     assert bag.import_errors == {}
     training = bag.get_dag("rosetta_train_cams_proj")

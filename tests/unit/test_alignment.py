@@ -433,3 +433,31 @@ def test_left_order_join_with_keys_near_the_int64_limit_does_as_the_reference() 
         align(table, table, spec)
     few = table.slice(0, 6)  # few enough groups: both give the same table
     assert align(few, few, spec).equals(module._asof_in_left_order_reference(few, few, spec))
+
+
+def test_left_order_time_ties_in_runs_of_two_and_more_and_numpy_pages_restored() -> None:
+    """Time-ordered tables whose text rows tie in runs of two and three (and across groups): the reference's
+    table; numpy's hugepage setting is as before the join."""
+    import numpy as np
+
+    module = importlib.import_module("transforms.alignment.align")
+    rng = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = sorted((rng.randrange(12), rng.choice("ab")) for _ in range(60))
+    right = pa.table({"key": [k for _, k in rows], "source_id": [f"t{rng.randrange(9)}" for _ in rows],
+                      "event_time": pa.array([start + timedelta(microseconds=t) for t, _ in rows], TS)})
+    left = pa.table({"key": [rng.choice("ab") for _ in range(40)], "source_id": [f"i{i}" for i in range(40)],
+                     "event_time": pa.array(sorted(start + timedelta(microseconds=rng.randrange(14))
+                                                   for _ in range(40)), TS)})
+    switch = np._core.multiarray._set_madvise_hugepage
+    before = switch(True)
+    try:
+        for how in ("left", "inner"):
+            spec = AlignSpec(by=("key",), how=how, order="left")  # type: ignore[arg-type]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(module, "_PARALLEL_ROWS", 0)
+                got = align(left, right, spec)
+            assert got.to_pylist() == module._asof_in_left_order_reference(left, right, spec).to_pylist()
+        assert switch(True) is True
+    finally:
+        switch(before)

@@ -55,6 +55,8 @@ a whole either (see ``_left_order_partners``).
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -64,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from rosetta.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from concurrent.futures import Executor
 
     import numpy as np
@@ -197,12 +199,44 @@ def _asof_in_left_order(left: pa.Table, right: pa.Table, spec: AlignSpec) -> pa.
 
     workers = _workers(left.num_rows + right.num_rows)
     try:
-        if workers == 1:
-            return _left_order_join(left, right, spec, None)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align") as pool:
-            return _left_order_join(left, right, spec, pool)
+        with _small_pages():
+            if workers == 1:
+                return _left_order_join(left, right, spec, None)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align") as pool:
+                return _left_order_join(left, right, spec, pool)
     except _TooWide:  # keys near the int64 limit: the reference decides (it numbers the groups its own way)
         return _asof_in_left_order_reference(left, right, spec)
+
+
+_PAGES_LOCK = threading.Lock()
+_PAGES_USERS = [0, True]  # joins running in _small_pages, numpy's hugepage setting before the first of them
+
+
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """numpy's big arrays without ``madvise(MADV_HUGEPAGE)`` while a join runs (then numpy's setting as it was).
+
+    The join's arrays are short-lived and written once; where transparent huge pages are made on request
+    (``defrag=madvise``, a common default), each huge page numpy asks for can stall in direct compaction, and
+    that cost varied from 0.1 s to 1 s per 10M-row join, more than the rest of the memory's cost.  Nested and
+    concurrent joins share one switch (the setting is process-wide and only about speed)."""
+    import numpy as np
+
+    switch = getattr(getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _PAGES_USERS[0] == 0:
+            _PAGES_USERS[1] = bool(switch(False))
+        _PAGES_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _PAGES_USERS[0] -= 1
+            if _PAGES_USERS[0] == 0:
+                switch(_PAGES_USERS[1])
 
 
 class _TooWide(Exception):
@@ -309,7 +343,11 @@ def _left_order_join(left: pa.Table, right: pa.Table, spec: AlignSpec, pool: Exe
     import numpy as np
     import pyarrow as pa
 
-    right_row, offset, null_times = _left_order_partners(left, right, spec, pool)
+    # right_time's memory (filled last) first holds the right times while the partners are found: fresh memory
+    # costs time, so the join takes it once
+    right_time = np.empty(left.num_rows, dtype=np.int64) if spec.how != "inner" else None
+    scratch = right_time if right_time is not None and right.num_rows <= left.num_rows else None
+    right_row, offset, null_times = _left_order_partners(left, right, spec, pool, scratch)
     mask = right_row < 0
     ts = pa.timestamp("us", tz="UTC")
     left_pieces, left_unit = _time_pieces(left, spec.left_time)
@@ -335,8 +373,9 @@ def _left_order_join(left: pa.Table, right: pa.Table, spec: AlignSpec, pool: Exe
     columns["left_id"] = left_ids if left_ids.type == pa.string() else left_ids.cast(pa.string())
     columns["right_id"] = _gather_ids(right.column(spec.right_id), right_row, pool)
     del right_row
-    right_time = offset.copy() if keep is not None else np.empty_like(offset)
-    if keep is not None:  # the kept rows' times, then plus their offsets
+    if right_time is None:  # the kept rows' times, then plus their offsets
+        assert keep is not None
+        right_time = offset.copy()
         right_time += _micros(left, spec.left_time)[keep]
     else:
         def add(start: int, piece: pa.Array) -> None:
@@ -357,10 +396,11 @@ def _left_order_join(left: pa.Table, right: pa.Table, spec: AlignSpec, pool: Exe
     return pa.table(columns)
 
 
-def _left_order_partners(left: pa.Table, right: pa.Table, spec: AlignSpec,
-                         pool: Executor | None) -> tuple[np.ndarray, np.ndarray, int]:
+def _left_order_partners(left: pa.Table, right: pa.Table, spec: AlignSpec, pool: Executor | None,
+                         scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Per left row: the partner's right row (-1: none) and the offset (us; 0 without a partner); and how many
-    left times are NULL_TIME.
+    left times are NULL_TIME.  ``scratch`` (int64, at least as long as the right table; free to overwrite) may
+    hold the right times while they are needed.
 
     The left table is taken a piece at a time (on ``pool``): the piece's valid rows are ordered by key and
     searched among right keys (:func:`_asof_found`), either near ones of the whole right side sorted once
@@ -382,7 +422,8 @@ def _left_order_partners(left: pa.Table, right: pa.Table, spec: AlignSpec,
         raise _TooWide
     if left_scan.in_time_order and right_scan.in_time_order and groups <= 2**16 \
             and groups * len(left_pieces) <= 2**22:  # per piece, a row per group before (after) it
-        find = _right_in_time_order(right, right_codes, right_scan, left_scan.bounds, groups, span, spec)
+        find = _right_in_time_order(right, right_pieces, right_unit, right_codes, right_scan, left_scan.bounds,
+                                    groups, span, spec, pool, scratch)
     else:
         find = _whole_right(right_pieces, right_unit, right_codes, right_scan, span, right.column(spec.right_id),
                             spec, pool)
@@ -434,8 +475,9 @@ def _whole_right(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarra
     return find
 
 
-def _right_in_time_order(right: pa.Table, codes: np.ndarray, scan: _Scan, left_bounds: list[tuple[int, int] | None],
-                         groups: int, span: _Span, spec: AlignSpec) -> _Find:
+def _right_in_time_order(right: pa.Table, pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray,
+                         scan: _Scan, left_bounds: list[tuple[int, int] | None], groups: int, span: _Span,
+                         spec: AlignSpec, pool: Executor | None, scratch: np.ndarray | None) -> _Find:
     """The partner finder when both tables are in time order: no sort of the right side as a whole.
 
     Of every run of right rows at one time and group only the rule's row is kept (:func:`_time_ties`), so the
@@ -447,7 +489,13 @@ def _right_in_time_order(right: pa.Table, codes: np.ndarray, scan: _Scan, left_b
     import numpy as np
 
     rows: np.ndarray | None = None if bool(scan.valid.all()) else np.flatnonzero(scan.valid)
-    times = _micros(right, spec.right_time)
+    times = np.empty(right.num_rows, dtype=np.int64) if scratch is None else scratch[:right.num_rows]
+
+    def fill(start: int, piece: pa.Array) -> None:  # what _micros gives, a piece at a time (on ``pool``)
+        time = _piece_micros(piece, unit)
+        times[start:start + len(time)] = time
+
+    _together(pool, (partial(fill, start, piece) for start, piece in pieces))
     group = codes
     if rows is not None:
         times, group = times[rows], codes[rows]
@@ -541,6 +589,13 @@ def _time_ties(times: np.ndarray, group: np.ndarray, rows: np.ndarray | None,
     at = np.flatnonzero(in_run)
     del in_run
     tied = at if rows is None else rows[at]
+    paired = _paired_ties(times[at], group[at], tied, ids)
+    if paired is not None:  # runs of two rows only (as copied rows make them): one comparison each, no sort
+        if not len(paired):
+            return None
+        keep = np.ones(len(times), dtype=bool)
+        keep[at[paired]] = False
+        return keep
     runs = pa.table({"time": times[at], "group": group[at], "id": _sortable(_take_ascending(ids, tied)),
                      "row": tied})
     order = np.asarray(pc.sort_indices(runs, sort_keys=[("time", "ascending"), ("group", "ascending"),
@@ -553,6 +608,51 @@ def _time_ties(times: np.ndarray, group: np.ndarray, rows: np.ndarray | None,
     keep = np.ones(len(times), dtype=bool)
     keep[at[1:][later]] = False
     return keep
+
+
+def _paired_ties(times: np.ndarray, group: np.ndarray, tied: np.ndarray, ids: pa.ChunkedArray) -> np.ndarray | None:
+    """For :func:`_time_ties`' rows in a time run (ascending rows, their times and groups): the positions of the
+    rows that are not the rule's row of their time and group, for ids that are strings or integers (compared as
+    the sort does): runs of two rows (as copied rows make them) with one comparison each, longer runs sorted;
+    None for other ids (then the caller sorts)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = ids.type.value_type if pa.types.is_dictionary(ids.type) else ids.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind) or pa.types.is_integer(kind)):
+        return None
+    starts = np.flatnonzero(np.concatenate(([True], times[1:] != times[:-1])))
+    lengths = np.diff(np.append(starts, len(times)))
+    first = starts[lengths == 2]
+    first = first[group[first] == group[first + 1]]  # two rows at one time and group: the rule's is one of them
+    losers = []
+    if len(first):
+        first_ids = _sortable(_take_ascending(ids, tied[first]))
+        second_ids = _sortable(_take_ascending(ids, tied[first + 1]))
+        second_wins = np.asarray(pc.less(second_ids, first_ids).to_numpy(zero_copy_only=False), dtype=bool)
+        losers.append(np.where(second_wins, first, first + 1))  # equal ids: the smaller row (the first) wins
+    longer = lengths > 2
+    if longer.any():  # the rows of longer time runs, sorted as the caller would
+        at = np.repeat(starts[longer], lengths[longer]) + _ranges(lengths[longer])
+        runs = pa.table({"time": times[at], "group": group[at], "id": _sortable(_take_ascending(ids, tied[at])),
+                         "row": tied[at]})
+        order = np.asarray(pc.sort_indices(runs, sort_keys=[("time", "ascending"), ("group", "ascending"),
+                                                            ("id", "ascending"), ("row", "ascending")]).to_numpy())
+        at = at[order]
+        later = (times[at][1:] == times[at][:-1]) & (group[at][1:] == group[at][:-1])
+        losers.append(at[1:][later])
+    return np.concatenate(losers) if losers else np.empty(0, dtype=np.int64)
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """0..n-1 for each n of ``lengths``, one after another."""
+    import numpy as np
+
+    total = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
 
 
 def _near(keys: np.ndarray, group: np.ndarray, right_keys: np.ndarray) -> np.ndarray | None:
@@ -670,13 +770,16 @@ def _scan(pieces: list[tuple[int, pa.Array]], unit: str, codes: np.ndarray, ids:
     """One pass over a table's times (a piece at a time, on ``pool``): see :class:`_Scan`."""
     import numpy as np
 
-    valid = codes >= 0
-    if ids.null_count:
+    with_ids = bool(ids.null_count)  # else ``valid`` is made a piece at a time, on ``pool``
+    valid = codes >= 0 if with_ids else np.empty(len(codes), dtype=bool)
+    if with_ids:
         valid &= np.asarray(ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
     def one(start: int, piece: pa.Array) -> tuple[int | None, int | None, bool, int]:
         time = _piece_micros(piece, unit)
         here = valid[start:start + len(time)]
+        if not with_ids:
+            np.greater_equal(codes[start:start + len(time)], 0, out=here)
         absent = time == NULL_TIME
         null_times = int(absent.sum())
         if null_times:
