@@ -6,6 +6,7 @@ attention mask, then unit length), done with transformers alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,9 @@ class HFMeanPoolTextEncoder(TextEncoder):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a progress bar per load clutters task logs
+        # the tokenizer's own thread pool would compete with torch's threads for the cores while the next batch
+        # is tokenized during the current forward pass (measured: 24% slower than the bare model, 3% without it)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.config = config
         self.device = pick_device(config.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
