@@ -118,6 +118,7 @@ class Registry:
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
+        self._pinned: dict[tuple[str, str], FeatureView] = {}  # a version's definition never changes
 
     # -- reading -------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -144,8 +145,24 @@ class Registry:
                 for name in sorted(state["feature_views"])]
 
     def view(self, name: str, version: str | None = None) -> FeatureView:
-        """A view's current version, or the given one.  ConfigError listing what exists when unknown."""
-        return self._view(self.state(), name, version)
+        """A view's current version, or the given one.  ConfigError listing what exists when unknown.  A given
+        version is read once per registry object (versions are immutable), which keeps online search off the
+        object store."""
+        if version is not None and (name, version) in self._pinned:
+            return self._pinned[(name, version)]
+        view = self._view(self.state(), name, version)
+        if version is not None:
+            self._pinned[(name, version)] = view
+        return view
+
+    def resolve(self, names: list[str] | None = None,
+                versions: dict[str, str] | None = None) -> tuple[list[FeatureView], list[Entity]]:
+        """The named views (default: every view), each at its current version or the one pinned in ``versions``,
+        and every entity, from one read of the registry."""
+        state = self.state()
+        chosen = sorted(state["feature_views"]) if names is None else names
+        return ([self._view(state, name, (versions or {}).get(name)) for name in chosen],
+                [Entity.model_validate(e) for _, e in sorted(state["entities"].items())])
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of a view, oldest first: version, applied_at, current."""

@@ -116,9 +116,9 @@ class FeatureStore:
         from feature_store.retrieval import FeatureRef, get_historical_features
 
         names = list(dict.fromkeys(FeatureRef.parse(f).view for f in features))
-        views = [self.registry.view(name, (versions or {}).get(name)) for name in names]
-        entities = {e.name: e for e in self.registry.entities()}
-        return get_historical_features(self.offline, views, entities, entity_rows, features=list(features),
+        views, entities = self.registry.resolve(names, versions)
+        return get_historical_features(self.offline, views, {e.name: e for e in entities}, entity_rows,
+                                       features=list(features),
                                        start=start, end=end, timestamp=timestamp, bitemporal=bitemporal,
                                        full_feature_names=full_feature_names)
 

@@ -28,6 +28,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,8 +51,10 @@ def worker_hostname() -> str:
     return os.environ.get("ROSETTA_WORKER_NAME") or socket.getfqdn()
 
 
-def ensure_postgres_database(url: str) -> None:
-    """Create the database of a ``postgresql+psycopg2://user@host:port/db`` URL if it does not exist."""
+@contextmanager
+def _server(url: str) -> Iterator[tuple[Any, str]]:
+    """An autocommit cursor on the ``postgres`` database of the server of a ``postgresql+psycopg2://user@host:port/db``
+    URL, and the URL's database name."""
     import psycopg2
     from sqlalchemy.engine import make_url
 
@@ -60,27 +64,23 @@ def ensure_postgres_database(url: str) -> None:
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{parsed.database}"')
+            yield cursor, str(parsed.database)
     finally:
         connection.close()
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the database of a PostgreSQL URL if it does not exist."""
+    with _server(url) as (cursor, database):
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{database}"')
 
 
 def drop_postgres_database(url: str) -> None:
-    """Drop the database of a ``postgresql+psycopg2://user@host:port/db`` URL (and end its sessions)."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    connection = psycopg2.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                                  password=parsed.password, dbname="postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-    finally:
-        connection.close()
+    """Drop the database of a PostgreSQL URL (and end its sessions)."""
+    with _server(url) as (cursor, database):
+        cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 class AirflowDeployment:

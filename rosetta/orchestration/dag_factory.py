@@ -13,10 +13,6 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task
 
-#: Connectors whose DAGs track DICOM series completeness.
-SERIES_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
-
-
 #: Airflow pools (``make airflow`` creates them): encoder tasks take a ``gpu`` slot, source and object-store I/O an
 #: ``io`` slot, so a deployment never runs more model batches or downloads at once than its hardware takes.
 GPU_POOL = os.environ.get("ROSETTA_GPU_POOL", "gpu")
@@ -340,6 +336,7 @@ def build_source_dags(sources_file: Path) -> dict[str, DAG]:
     """One DAG per entry of ``sources_file``, keyed by dag id (``rosetta_source_<name>``), plus one per
     alignment (``rosetta_align_<name>``)."""
     from rosetta.orchestration.sources import load_sources_file
+    from rosetta.pipelines.settings import DICOM_CONNECTORS
 
     dags = {}
     parsed = load_sources_file(sources_file)
@@ -351,7 +348,7 @@ def build_source_dags(sources_file: Path) -> dict[str, DAG]:
         dags[dag.dag_id] = dag
     for name, spec in parsed.sources.items():
         dag_id = f"rosetta_source_{name}"
-        asset = series_asset(name) if spec.connector in SERIES_CONNECTORS else None
+        asset = series_asset(name) if spec.connector in DICOM_CONNECTORS else None
         dags[dag_id] = build_ingest_dag(
             dag_id, source={"name": name, "file": str(sources_file)},
             description=spec.description or f"Ingest source {name!r} ({spec.connector})",

@@ -50,11 +50,11 @@ def write_run_features(store: ObjectStore, config: FeatureStoreConfig, source: s
     from feature_store.registry import Registry
     from schemas.arrow import embedding_schema, record_schema
 
-    registry = Registry(store)
-    views = [v for v in registry.views() if v.source == source]
+    every_view, every_entity = Registry(store).resolve()
+    views = [v for v in every_view if v.source == source]
     if not views:
         return {"views": {}, "note": f"no feature views registered for source {source!r}"}
-    entities = {e.name: tuple(e.join_keys) for e in registry.entities()}
+    entities = {e.name: tuple(e.join_keys) for e in every_entity}
     records = [row for uri in records_uris for row in
                read_table(store, store.key_for(uri), record_schema()).to_pylist()]
     embeddings = [row for uri in embeddings_uris for row in
@@ -78,15 +78,16 @@ def write_run_features(store: ObjectStore, config: FeatureStoreConfig, source: s
                 import pyarrow
 
                 from feature_store.offline import EMBEDDING
-                from rosetta.pipelines.ingest import record_gate
+                from rosetta.pipelines.quality import record_gate
                 from transforms.quality.gates import embeddings_gate
 
                 assert view.dimension is not None
-                gate = embeddings_gate([str(v) for v in table.column(keys[0]).to_pylist()],
-                                       table.column(EMBEDDING).to_pylist(), dimension=view.dimension, policy="warn")
+                vectors = table.column(EMBEDDING).to_pylist()
+                gate = embeddings_gate([str(v) for v in table.column(keys[0]).to_pylist()], vectors,
+                                       dimension=view.dimension, policy="warn")
                 entry["gate"] = record_gate(store, source, run_id, f"embeddings/{view.versioned_name}", gate,
                                             embeddings_policy)
-                fits = [len(v) == view.dimension for v in table.column(EMBEDDING).to_pylist()]
+                fits = [len(v) == view.dimension for v in vectors]
                 skipped["wrong_dimension"] = len(fits) - sum(fits)
                 table = table.filter(pyarrow.array(fits, pyarrow.bool_()))  # warn: only storable vectors go on
             rows = offline.write(view, keys, table, run_id, ingest_time=ingest_time) if table.num_rows else 0

@@ -47,7 +47,7 @@ from feature_store.vector_store import QdrantVectorStore, VectorPoint
 from rosetta.core.errors import BadRecordError
 from rosetta.core.hashing import safe_name, sha256_bytes
 from rosetta.core.timeutil import ensure_utc, isoformat_z
-from rosetta.pipelines.settings import MAX_BATCHES, IngestSettings
+from rosetta.pipelines.settings import DICOM_CONNECTORS, MAX_BATCHES, IngestSettings
 from schemas.arrow import manifest_schema, quarantine_schema, record_schema
 from schemas.records import EncoderIdentity, ManifestEntry, ObjectRef, QuarantineEntry, SourceRecord
 
@@ -55,13 +55,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from transforms.encoders.base import ImageEncoder, TextEncoder
-    from transforms.quality.gates import GateResult
 
 log = logging.getLogger(__name__)
 
 STAGE_STORE = "store"
 STAGE_EMBED = "embed"
-DICOM_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
 IMAGE_ROLE = "image"
 
 
@@ -425,6 +423,8 @@ class IngestPipeline:
         quarantine_keys += list(store.list(run.staging("embed-quarantine") + "/"))
         quarantined = _concat(quarantine_schema(), [read_table(store, k, quarantine_schema())
                                                     for k in quarantine_keys])
+        from rosetta.pipelines.quality import record_gate
+
         gates: dict[str, Any] = {}
         if entries.num_rows:
             from transforms.quality.gates import manifest_gate
@@ -517,29 +517,6 @@ class IngestPipeline:
                    "completed_at": isoformat_z(c.completed_at)} for c in completions]
         log.info("%d series of %s complete at %s", len(series), self.source, isoformat_z(run.ingest_time))
         return {"tracked": True, "series": series}
-
-
-def record_gate(store: ObjectStore, source: str, run_key: str, stage: str, gate: GateResult,
-                policy: str) -> dict[str, Any]:
-    """Store a gate's full validation result at ``quality/<source>/<stage>/<run>.json`` and a readable report
-    beside it (``.html``); apply ``policy``
-    (``block`` raises :class:`~transforms.quality.gates.QualityGateError`); the summary with the result's URI."""
-    from transforms.quality.gates import QualityGateError
-
-    key = f"quality/{safe_name(source)}/{stage}/{run_key}.json"
-    store.write_bytes(key, gate.validation_json.encode(), media_type="application/json")
-    report = key.removesuffix(".json") + ".html"
-    store.write_bytes(report, gate.html(f"{source}: {stage}, run {run_key}").encode(), media_type="text/html")
-    summary = {**gate.summary(), "policy": policy, "result_uri": store.uri_for(key),
-               "report_uri": store.uri_for(report)}
-    if not gate.success:
-        if policy == "block":
-            raise QualityGateError(f"source {source!r}: the {stage} quality gate failed ({', '.join(summary['failed'])}"
-                                   f") on {gate.rows} rows; nothing of this run was committed; the validation result "
-                                   f"is at {summary['result_uri']}; fix the input, or set gates.{stage}: warn")
-        log.warning("source %s: the %s quality gate failed (%s); policy warn: going on; result at %s", source, stage,
-                    ", ".join(summary["failed"]), summary["result_uri"])
-    return summary
 
 
 def _concat(schema: pa.Schema, tables: list[pa.Table]) -> pa.Table:

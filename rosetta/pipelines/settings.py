@@ -13,6 +13,8 @@ from transforms.encoders.config import ImageEncoderConfig, TextEncoderConfig
 
 #: Airflow maps at most 1,024 task instances by default; stay well below it.
 MAX_BATCHES = 512
+#: The DICOM connectors: their DAGs track series completeness and their records pass the DICOM metadata gate.
+DICOM_CONNECTORS = frozenset({"dicom_files", "dicomweb", "dicom_dimse"})
 
 
 class GatePolicies(StrictModel):

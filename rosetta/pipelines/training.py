@@ -83,7 +83,7 @@ def pairs(fs: FeatureStore, spec: ProjectionSpec, as_of: datetime) -> tuple[list
     import numpy as np
     import pyarrow as pa
 
-    views = [fs.registry.view(v, spec.versions.get(v)) for v in (spec.image_view, spec.text_view)]
+    views, _ = fs.registry.resolve([spec.image_view, spec.text_view], spec.versions)
     for view in views:
         if view.kind != "embedding":
             raise ConfigError(f"feature view {view.name!r} is a {view.kind} view; the projection job needs embedding "
